@@ -1,0 +1,548 @@
+"""Execution core: run a test function cut at one slot, with a candidate in the slot.
+
+The process that calls :func:`run_forked` (a *zygote*) has imported the test module once. Each
+execution forks a child that runs the test the way pytest runs it — xunit ``setup_module`` /
+``setup_class`` / ``setup_method`` / ``setup_function``, the ``tmp_path`` fixture, pytest's
+assertion rewriting — and sends a verdict record back over a pipe. The parent owns the clock
+and ``waitpid``: a pass needs exit status 0 *and* a well-formed record; a child that runs past
+its time is killed with its process group.
+
+The test function is rebuilt from the installed source's AST: its first ``slot`` statements
+(the prefix) followed by the candidate, which takes the target's line numbers. So the prefix
+runs exactly as written — multi-line strings, ``self``, closures, name mangling and
+``super()`` included — and "the candidate's own line" is a known range of line numbers.
+
+Hardening (rlimits, namespaces, dropped privileges, the static gate) builds on this module in
+the sandbox layer; everything here is the part whose semantics must match pytest.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import inspect
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
+MAX_RECORD_BYTES = 1 << 20  # a verdict record is small; anything bigger is not one
+MAX_REASON_CHARS = 2000
+
+
+@dataclass
+class Verdict:
+    """What happened to one candidate.
+
+    ``status`` is one of :data:`STATUSES`. ``calls`` is filled only by a tracing run (mining):
+    ``[file, qualname, where]`` for each library function the test called by a name that
+    appears in its source, ``where`` being ``"target"`` or ``"prefix"``.
+    """
+
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    calls: list[list] | None = None
+    kills: list[str] = field(default_factory=list)  # ids of mutants killed (scoring only)
+    mutants: int = 0  # mutants the candidate ran under
+    tier: str = "none"  # isolation tier the verdict was reached under
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+class SlotError(Exception):
+    """The test function cannot be rebuilt at this slot (wrong module, class, name or slot)."""
+
+
+# --------------------------------------------------------------------------- source lookup
+
+_TREES: dict[str, tuple[ast.Module, list[bytes]]] = {}
+
+
+def parse_source(path: str) -> tuple[ast.Module, list[bytes]]:
+    """Parse a file once per process; returns the tree and its lines as bytes."""
+    if path not in _TREES:
+        data = Path(path).read_bytes()
+        _TREES[path] = (ast.parse(data, filename=path), data.splitlines(keepends=True))
+    return _TREES[path]
+
+
+def find_def(tree: ast.Module, qualname: str, firstlineno: int | None = None) -> ast.AST | None:
+    """The (async) function or class definition with this qualname (no ``<locals>`` parts).
+
+    When a name is defined twice, the one starting at ``firstlineno`` (decorators included,
+    as ``code.co_firstlineno`` counts them) wins, else the last one, as at run time.
+    """
+    parts = qualname.split(".")
+    scopes: list[ast.AST] = [tree]
+    for i, part in enumerate(parts):
+        found = []
+        for scope in scopes:
+            for node in getattr(scope, "body", []):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == part:
+                    found.append(node)
+        if not found:
+            return None
+        scopes = found
+    if firstlineno is not None:
+        for node in scopes:
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            if start == firstlineno:
+                return node
+    return scopes[-1]
+
+
+def segment(lines: list[bytes], start: int, end: int) -> str:
+    """Source lines ``start..end`` (1-based, inclusive) with their common indent removed.
+
+    Only lines that start with that indent lose it, so the text of a multi-line string that is
+    less indented stays as written.
+    """
+    chunk = [ln.decode("utf-8", "replace").rstrip("\r\n") for ln in lines[start - 1 : end]]
+    indents = [len(c) - len(c.lstrip()) for c in chunk if c.strip()]
+    cut = min(indents, default=0)
+    out = []
+    for c in chunk:
+        prefix = c[:cut]
+        out.append(c[cut:] if not prefix.strip() else c)
+    return "\n".join(out).strip("\n")
+
+
+def resolve_test(module: str, test_class: str | None, test_name: str) -> tuple[types.ModuleType, type | None, Callable]:
+    mod = importlib.import_module(module)
+    owner: Any = mod
+    cls = None
+    if test_class:
+        cls = getattr(mod, test_class, None)
+        if not isinstance(cls, type):
+            raise SlotError(f"{module} has no test class {test_class}")
+        owner = cls
+    raw = inspect.getattr_static(owner, test_name, None)
+    if isinstance(raw, (staticmethod, classmethod)):
+        raise SlotError(f"{test_name} is a {type(raw).__name__}; only plain test functions are supported")
+    func = getattr(owner, test_name, None)
+    if not isinstance(func, types.FunctionType):
+        raise SlotError(f"{module}::{test_class or ''}::{test_name} is not a test function")
+    return mod, cls, func
+
+
+# --------------------------------------------------------------------------- the slot program
+
+
+class SlotProgram:
+    """A test function cut at one slot, ready to take candidates. Built in the zygote."""
+
+    def __init__(self, module: str, test_class: str | None, test_name: str, slot: int):
+        self.module, self.cls, self.func = resolve_test(module, test_class, test_name)
+        code = self.func.__code__
+        self.filename = code.co_filename
+        self.tree, self.lines = parse_source(self.filename)
+        node = find_def(self.tree, code.co_qualname, code.co_firstlineno)
+        if not isinstance(node, ast.FunctionDef):
+            raise SlotError(f"cannot find the source of {code.co_qualname} in {self.filename}")
+        if not 0 <= slot < len(node.body):
+            raise SlotError(f"{code.co_qualname} has {len(node.body)} statements; slot {slot} is out of range")
+        self.node = node
+        self.slot = slot
+        self.target_node = node.body[slot]
+        self.target_line = self.target_node.lineno
+        # The class that defines the method (for super() and name mangling), not the one collected.
+        self.defining_class = None
+        if self.cls is not None:
+            for klass in self.cls.__mro__:
+                if klass.__dict__.get(self.func.__name__) is self.func:
+                    self.defining_class = klass
+                    break
+        self.globals = self.func.__globals__
+        # Names that pytest's rewritten asserts look up as globals.
+        from _pytest.assertion import rewrite as _rewrite
+
+        self.globals.setdefault("@py_builtins", builtins)
+        self.globals.setdefault("@pytest_ar", _rewrite)
+
+    @property
+    def prefix_text(self) -> str:
+        body = self.node.body
+        if self.slot == 0:
+            return ""
+        return segment(self.lines, body[0].lineno, self.target_line - 1)
+
+    @property
+    def target_text(self) -> str:
+        t = self.target_node
+        return segment(self.lines, t.lineno, t.end_lineno or t.lineno)
+
+    def build(self, candidate: str) -> tuple[types.FunctionType, tuple[int, int]]:
+        """Compile prefix + candidate into a function; returns it and the candidate's line range.
+
+        Raises SyntaxError when the candidate does not parse.
+        """
+        cand = ast.parse(candidate, mode="exec")
+        if not cand.body:
+            raise SyntaxError("empty candidate")
+        ast.increment_lineno(cand, self.target_line - 1)
+        span = (self.target_line, max(s.end_lineno or s.lineno for s in cand.body))
+        fn = ast.FunctionDef(
+            name=self.node.name,
+            args=self.node.args,
+            body=list(self.node.body[: self.slot]) + cand.body,
+            decorator_list=[],
+            returns=None,
+            type_comment=None,
+        )
+        ast.copy_location(fn, self.node)
+        body: ast.stmt = fn
+        if self.defining_class is not None:
+            # Compiling inside a class of the same name gives name mangling and the __class__
+            # cell that super() needs; the cell is bound to the real class below.
+            body = ast.ClassDef(name=self.defining_class.__name__, bases=[], keywords=[], body=[fn], decorator_list=[])
+            ast.copy_location(body, self.node)
+        mod = ast.Module(body=[body], type_ignores=[])
+        ast.fix_missing_locations(mod)
+        # pytest reads the assert's source text for its messages: give it lines that match.
+        source = b"".join(self.lines[: self.target_line - 1]) + candidate.encode("utf-8", "replace")
+        from _pytest.assertion.rewrite import rewrite_asserts
+
+        rewrite_asserts(mod, source)
+        code = compile(mod, self.filename, "exec", dont_inherit=True)
+        fcode = _find_code(code, self.node.name)
+        closure = []
+        for name in fcode.co_freevars:
+            if name != "__class__":
+                raise SyntaxError(f"candidate uses an enclosing variable {name!r}")
+            closure.append(types.CellType(self.defining_class))
+        func = types.FunctionType(fcode, self.globals, self.node.name, self.func.__defaults__, tuple(closure) or None)
+        func.__kwdefaults__ = self.func.__kwdefaults__
+        return func, span
+
+    def call(self, func: types.FunctionType, tmp: str) -> None:
+        """Run xunit setup and the function as pytest would (module, class, method setup)."""
+        mod = self.module
+        setup_module = getattr(mod, "setup_module", None) or getattr(mod, "setUpModule", None)
+        if callable(setup_module):
+            _call_optional_arg(setup_module, mod)
+        kwargs: dict[str, Any] = {}
+        params = [a.arg for a in self.node.args.args]
+        if self.cls is not None:
+            setup_class = getattr(self.cls, "setup_class", None)
+            if callable(setup_class):
+                setup_class()
+            instance = self.cls()
+            setup_method = getattr(instance, "setup_method", None)
+            if callable(setup_method):
+                _call_optional_arg(setup_method, getattr(instance, self.func.__name__))
+            args: list[Any] = [instance]
+            params = params[1:]
+        else:
+            setup_function = getattr(mod, "setup_function", None)
+            if callable(setup_function):
+                _call_optional_arg(setup_function, self.func)
+            args = []
+        for name in params:
+            if name == "tmp_path":
+                path = Path(tmp) / "tmp_path"
+                path.mkdir(exist_ok=True)
+                kwargs[name] = path
+            else:
+                raise SlotError(f"unsupported fixture {name!r}")
+        func(*args, **kwargs)
+
+
+def _find_code(code: types.CodeType, name: str) -> types.CodeType:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            if const.co_name == name:
+                return const
+            inner = _find_code_or_none(const, name)
+            if inner is not None:
+                return inner
+    raise SlotError(f"compiled slot has no function {name}")
+
+
+def _find_code_or_none(code: types.CodeType, name: str) -> types.CodeType | None:
+    try:
+        return _find_code(code, name)
+    except SlotError:
+        return None
+
+
+def _call_optional_arg(fn: Callable, arg: Any) -> None:
+    """pytest calls xunit setup functions with their argument only if they take one."""
+    try:
+        n = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        n = 1
+    fn(arg) if n else fn()
+
+
+# --------------------------------------------------------------------------- the child
+
+
+class _Tracer:
+    """Records the library functions a test calls, for focal context and mutation targets.
+
+    A call counts when the function lives in the package (not its tests) and is either called
+    by a name that appears in the test's source, within ``MAX_NAMED_DEPTH`` frames (which sees
+    through decorator and dispatch wrappers), or called within ``MAX_DEPTH`` frames directly by
+    the test (dunders such as ``__len__``) or by such a named function (its helpers). For each one it keeps the smallest
+    depth, whether the name appears in the source, and whether the target line or the prefix
+    (or both) reached it.
+    """
+
+    MAX_DEPTH = 3
+    MAX_NAMED_DEPTH = 8
+
+    def __init__(self, package_dir: str, names: set[str], code: types.CodeType, span: tuple[int, int]):
+        self.package_dir = package_dir.rstrip(os.sep) + os.sep
+        self.names = names
+        self.code = code
+        self.span = span
+        self.seen: dict[tuple[str, str], list] = {}  # key -> [depth, named, in_target, in_prefix]
+
+    def __call__(self, frame: types.FrameType, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        code = frame.f_code
+        if not code.co_filename.startswith(self.package_dir):
+            return
+        named = code.co_name in self.names
+        caller = frame.f_back
+        if not named and caller is not None and caller.f_code is not self.code and caller.f_code.co_name not in self.names:
+            return  # plumbing (dispatch, decorator wrappers), not code the test is about
+        limit = self.MAX_NAMED_DEPTH if named else self.MAX_DEPTH
+        f = caller
+        for depth in range(1, limit + 1):
+            if f is None:
+                return
+            if f.f_code is self.code:
+                break
+            f = f.f_back
+        else:
+            return
+        rel = code.co_filename[len(self.package_dir) :].replace(os.sep, "/")
+        if _is_test_path(rel) or "<" in code.co_qualname:
+            return
+        in_target = self.span[0] <= f.f_lineno <= self.span[1]
+        entry = self.seen.setdefault((rel, code.co_qualname), [depth, named, False, False])
+        entry[0] = min(entry[0], depth)
+        entry[2 if in_target else 3] = True
+
+    def records(self) -> list[list]:
+        """``[file, qualname, depth, named, in_target, in_prefix]`` in first-call order."""
+        return [[f, q, *v] for (f, q), v in self.seen.items()]
+
+
+def _is_test_path(rel: str) -> bool:
+    parts = rel.replace(os.sep, "/").split("/")
+    name = parts[-1]
+    return any(p in ("tests", "test", "testing") for p in parts[:-1]) or name.startswith("test_") or name == "conftest.py"
+
+
+def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -> dict[str, Any]:
+    tb = exc.__traceback__
+    innermost = None
+    slot_line = None
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            slot_line = tb.tb_lineno
+        innermost = tb
+        tb = tb.tb_next
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    if (
+        isinstance(exc, AssertionError)
+        and innermost is not None
+        and innermost.tb_frame.f_code is code
+        and span[0] <= innermost.tb_lineno <= span[1]
+    ):
+        return {"status": "failed", "reason": text}
+    if slot_line is None:
+        where = "in setup"
+    elif span[0] <= slot_line <= span[1]:
+        where = "in the candidate"
+    else:
+        where = f"in the prefix (line {slot_line})"
+    return {"status": "error", "reason": f"{text} {where}"}
+
+
+def _child_main(
+    program: SlotProgram,
+    candidate: str,
+    w: int,
+    tmp: str,
+    seed: int,
+    prepare: Callable[[], None] | None,
+    trace: tuple[str, set[str]] | None,
+) -> None:
+    """Body of the forked child; never returns."""
+    record: dict[str, Any]
+    try:
+        os.setpgid(0, 0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        # Only the record pipe stays open: the child must not hold the zygote's channels.
+        os.closerange(3, w)
+        os.closerange(w + 1, 1 << 16)
+        os.chdir(tmp)
+        random.seed(seed)
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed(seed)
+        if prepare is not None:
+            prepare()
+        try:
+            func, span = program.build(candidate)
+        except SyntaxError as err:
+            record = {"status": "rejected", "reason": f"syntax error: {err.msg} (line {err.lineno})"}
+        else:
+            tracer = None
+            if trace is not None:
+                tracer = _Tracer(trace[0], trace[1], func.__code__, span)
+                sys.setprofile(tracer)
+            try:
+                program.call(func, tmp)
+                record = {"status": "passed", "reason": ""}
+            except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
+                sys.setprofile(None)
+                record = _classify(exc, func.__code__, span)
+            sys.setprofile(None)
+            if tracer is not None:
+                record["calls"] = tracer.records()
+    except BaseException as exc:  # noqa: BLE001
+        record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the test ran"}
+    record["reason"] = str(record.get("reason", ""))[:MAX_REASON_CHARS]
+    try:
+        data = json.dumps(record).encode()
+    except (TypeError, ValueError):
+        data = json.dumps({"status": record["status"], "reason": "unprintable reason"}).encode()
+    os.write(w, data)
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+def run_forked(
+    program: SlotProgram,
+    candidate: str,
+    *,
+    timeout: float,
+    seed: int = 0,
+    prepare: Callable[[], None] | None = None,
+    trace: tuple[str, set[str]] | None = None,
+    tmp_root: str | None = None,
+) -> Verdict:
+    """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
+
+    ``prepare`` runs in the child before the test (a mutant's code swap); ``trace`` is
+    ``(package_dir, names)`` to record focal calls.
+    """
+    tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
+    r, w = os.pipe()
+    start = time.monotonic()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        os.close(r)
+        os.close(w)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return Verdict("infra", f"fork failed: {err}")
+    if pid == 0:  # child
+        os.close(r)
+        _child_main(program, candidate, w, tmp, seed, prepare, trace)
+    os.close(w)
+    try:
+        os.setpgid(pid, pid)  # also done by the child; whoever runs first wins the race
+    except OSError:
+        pass
+    try:
+        data, status, timed_out = _collect(pid, r, start + timeout)
+    finally:
+        os.close(r)
+        _kill_group(pid)
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.monotonic() - start
+    if timed_out:
+        return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds)
+    return _verdict_from(data, status, seconds)
+
+
+def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool]:
+    """Read the record until the child exits or the deadline passes; reap the child."""
+    pidfd = os.pidfd_open(pid)
+    chunks: list[bytes] = []
+    size = 0
+    eof = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+                return b"", None, True
+            ready, _, _ = select.select([pidfd] if eof else [r, pidfd], [], [], remaining)
+            if r in ready:
+                chunk = os.read(r, 1 << 16)
+                if not chunk:
+                    eof = True
+                elif size < MAX_RECORD_BYTES:
+                    chunks.append(chunk)
+                    size += len(chunk)
+            if pidfd in ready:
+                break
+        if not eof:  # drain what was written before exit, without waiting on grandchildren
+            os.set_blocking(r, False)
+            try:
+                while size < MAX_RECORD_BYTES and (chunk := os.read(r, 1 << 16)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+            except BlockingIOError:
+                pass
+        _, status = os.waitpid(pid, 0)
+        return b"".join(chunks), status, False
+    finally:
+        os.close(pidfd)
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _verdict_from(data: bytes, status: int, seconds: float) -> Verdict:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return Verdict("crashed", f"killed by signal {name}", seconds)
+    code = os.WEXITSTATUS(status)
+    if code != 0:
+        return Verdict("crashed", f"exited with status {code} without a verdict", seconds)
+    if not data:
+        return Verdict("crashed", "exited 0 without a verdict record (exit status alone never counts)", seconds)
+    try:
+        record = json.loads(data)
+        status_text = record["status"]
+        if status_text not in STATUSES or status_text == "infra":
+            raise ValueError(status_text)
+    except (ValueError, KeyError, TypeError):
+        return Verdict("crashed", "malformed verdict record", seconds)
+    calls = record.get("calls")
+    return Verdict(status_text, str(record.get("reason", "")), seconds, calls)

@@ -1,0 +1,592 @@
+"""Mining: assertion slots from a library's own test suite, verified by running them.
+
+``mine(config)`` finds the test files an installed package ships, hands them to worker
+processes (:mod:`sandbox.zygote` servers) and collects, for each file, the verified tasks and
+the count of slots dropped by reason. :func:`mine_module` is the per-file work; it runs in a
+module zygote that has imported the test module once.
+
+A slot is kept when: the test is collected the way pytest collects it and needs nothing we do
+not provide; prefix + target passes; prefix + ``assert False`` fails (the slot is reached); the
+target passes again under another random seed (not flaky); it takes at most ``slow_s``; and it
+calls at least one library function by a name in its source (the focal functions). Mutants of
+the focal functions are kept when the target kills them. Splits go by test file — files tied
+by test-class inheritance are one group — so no test function is in two splits.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import types
+import unittest
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .execution import SlotError, SlotProgram, find_def, parse_source, segment
+from .mutants import OPERATORS, generate
+from .tasks import SPLITS, Mutant, Task, write_tasks
+from .zygote import ModuleZygote, SandboxError, ZygoteServer, job_for, package_dir
+
+FIXTURES = ("tmp_path",)  # fixtures the execution core provides
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+class MiningError(RuntimeError):
+    """Mining cannot start or finish (no such package, no tests, ...)."""
+
+
+@dataclass
+class MineConfig:
+    """`trident mine`: verified assertion tasks from an installed library's test suite."""
+
+    package: str = field(default="networkx", metadata={"help": "installed package whose shipped tests are mined"})
+    out: Path = field(default=Path("runs/default/mine/tasks.jsonl"), metadata={"help": "task file to write (JSONL)"})
+    summary: Path | None = field(default=None, metadata={"help": "summary JSON; default: OUT with .summary.json"})
+    files: list[str] = field(default_factory=list, metadata={"help": "glob patterns on test file paths inside the package (empty: all)"})
+    max_files: int | None = field(default=None, metadata={"help": "mine at most this many test files (in path order)"})
+    max_tasks: int | None = field(default=None, metadata={"help": "stop once this many tasks are kept (in path order)"})
+    workers: int = field(default=0, metadata={"help": "worker processes; 0 = one per core"})
+    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock limit of one execution"})
+    slow_s: float = field(default=2.0, metadata={"help": "slots slower than this are dropped as slow"})
+    mutant_timeout_s: float = field(default=1.0, metadata={"help": "most time one execution under a mutant gets: 10x the slot's own, at least 0.25 s (a timeout is no kill)"})
+    mutants_per_task: int = field(default=12, metadata={"help": "mutants tried per task (the killed ones are kept)"})
+    max_mutant_tries: int = field(default=24, metadata={"help": "while no mutant kills, keep trying up to this many"})
+    focal_budget: int = field(default=1024, metadata={"help": "code tokens of focal-function source kept per task"})
+    setup_budget: int = field(default=512, metadata={"help": "code tokens of test-module setup kept per task"})
+    valid_fraction: float = field(default=0.1, metadata={"help": "share of test-file groups in the valid split"})
+    test_fraction: float = field(default=0.1, metadata={"help": "share of test-file groups in the test split"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the file-hash split"})
+    skip_marks: list[str] = field(default_factory=lambda: ["slow"], metadata={"help": "pytest marks whose tests are not mined"})
+    module_timeout_s: float = field(default=1800.0, metadata={"help": "limit for mining one test file"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0 (0 = one per core)")
+        if not 0 <= self.valid_fraction + self.test_fraction < 1 or min(self.valid_fraction, self.test_fraction) < 0:
+            raise ValueError("valid_fraction and test_fraction must be >= 0 and sum to less than 1")
+        for name in ("timeout_s", "slow_s", "mutant_timeout_s", "module_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.slow_s > self.timeout_s:
+            raise ValueError(f"slow_s ({self.slow_s}) must not exceed timeout_s ({self.timeout_s})")
+        if self.mutants_per_task < 0 or (self.max_tasks is not None and self.max_tasks < 1):
+            raise ValueError("mutants_per_task must be >= 0 and max_tasks >= 1")
+        if self.max_mutant_tries < self.mutants_per_task:
+            raise ValueError(f"max_mutant_tries ({self.max_mutant_tries}) must be >= mutants_per_task ({self.mutants_per_task})")
+
+    @property
+    def summary_path(self) -> Path:
+        return self.summary or self.out.with_name(self.out.name.removesuffix(".jsonl") + ".summary.json")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def count_tokens(text: str) -> int:
+    """Code tokens: identifiers/numbers and single punctuation characters."""
+    return len(_TOKEN.findall(text))
+
+
+def cut_to_budget(text: str, budget: int) -> str:
+    """Whole lines from the start while the token count stays within ``budget``."""
+    out, used = [], 0
+    for line in text.splitlines():
+        n = count_tokens(line)
+        if used + n > budget:
+            break
+        out.append(line)
+        used += n
+    return "\n".join(out)
+
+
+def discover(package: str, patterns: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(module, relative path)`` of the test files a package ships, sorted by path."""
+    root = package_dir(package)
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        name = path.name
+        if not (name.startswith("test_") or name.endswith("_test.py")):
+            continue
+        if patterns and not any(fnmatch.fnmatch(rel, p) for p in patterns):
+            continue
+        module = ".".join([package, *rel[: -len(".py")].split("/")])
+        found.append((module, rel))
+    return found
+
+
+def _marks(*owners: Any) -> list[Any]:
+    out = []
+    for owner in owners:
+        marks = getattr(owner, "pytestmark", [])
+        out.extend(marks if isinstance(marks, list) else [marks])
+    return out
+
+
+def _mark_drop(marks: list[Any], globs: dict[str, Any], skip_marks: list[str]) -> str | None:
+    for mark in marks:
+        name = getattr(mark, "name", "")
+        if name == "parametrize":
+            return "parametrised"
+        if name == "usefixtures":
+            return "fixtures"
+        if name in ("skip", "xfail"):
+            return f"marked {name}"
+        if name == "skipif":
+            conds = mark.args or (mark.kwargs.get("condition"),)
+            for cond in conds:
+                try:
+                    hit = eval(cond, dict(globs)) if isinstance(cond, str) else bool(cond)  # noqa: S307 - pytest does the same
+                except Exception:  # noqa: BLE001
+                    hit = True
+                if hit:
+                    return "marked skip"
+        if name in skip_marks:
+            return f"marked {name}"
+    return None
+
+
+def _collect(mod: types.ModuleType) -> list[tuple[type | None, str, Any]]:
+    """What pytest collects from a module: ``(class or None, name, function)``."""
+    items: list[tuple[type | None, str, Any]] = []
+    for name, obj in list(vars(mod).items()):
+        if isinstance(obj, types.FunctionType) and name.startswith("test") and obj.__module__ == mod.__name__:
+            items.append((None, name, obj))
+        elif isinstance(obj, type) and name.startswith("Test") and obj.__module__ == mod.__name__:
+            if getattr(obj, "__test__", True) is False or (obj.__init__ is not object.__init__ and not issubclass(obj, unittest.TestCase)):
+                continue
+            seen: set[str] = set()
+            for klass in obj.__mro__:
+                for attr, value in klass.__dict__.items():
+                    if attr.startswith("test") and attr not in seen:
+                        seen.add(attr)
+                        items.append((obj, attr, value))
+    return items
+
+
+def _test_def(func: Any) -> tuple[ast.AST | None, list[bytes], str]:
+    raw = func.__func__ if isinstance(func, (staticmethod, classmethod)) else func
+    code = getattr(raw, "__code__", None)
+    if code is None:
+        return None, [], ""
+    try:
+        tree, lines = parse_source(code.co_filename)
+    except (OSError, SyntaxError):
+        return None, [], code.co_filename
+    return find_def(tree, code.co_qualname, code.co_firstlineno), lines, code.co_filename
+
+
+def _slots(node: ast.AST | None) -> list[int]:
+    body = getattr(node, "body", [])
+    return [i for i, s in enumerate(body) if isinstance(s, ast.Assert)]
+
+
+def _names(stmts: list[ast.stmt]) -> set[str]:
+    names: set[str] = set()
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+    return names
+
+
+def _setup_text(mod_file: str, cls: type | None, budget: int) -> str:
+    """Imports, class setup methods, then other module-level helpers of the test file."""
+    tree, lines = parse_source(mod_file)
+    imports, helpers = [], []
+    for node in tree.body:
+        text = segment(lines, min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno]), node.end_lineno)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(text)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            continue
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            continue
+        elif isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant):
+            continue  # module docstring
+        else:
+            helpers.append(text)
+    class_setup = []
+    if cls is not None:
+        for attr in ("setup_class", "setup_method"):
+            fn = getattr(cls, attr, None)
+            fn = getattr(fn, "__func__", fn)
+            if isinstance(fn, types.FunctionType):
+                node, flines, _ = _test_def(fn)
+                if node is not None:
+                    class_setup.append(segment(flines, node.lineno, node.end_lineno))
+    return cut_to_budget("\n".join(imports + class_setup + helpers), budget)
+
+
+def _select_mutants(pools: list[list[Mutant]], k: int) -> list[Mutant]:
+    """Up to ``k`` mutants, more from the first (most relevant) functions.
+
+    Functions are visited in the triangular order 0, 0 1, 0 1 2, ... so function i gets about
+    as many as all later ones together; within a function, operators take turns.
+    """
+    per_fn = []
+    for pool in pools:
+        by_op = {op: [m for m in pool if m.operator == op] for op in OPERATORS}
+        order = []
+        while any(by_op.values()):
+            for op in OPERATORS:
+                if by_op[op]:
+                    order.append(by_op[op].pop(0))
+        per_fn.append(order)
+    out: list[Mutant] = []
+    width = 1
+    while len(out) < k and any(per_fn):
+        for order in per_fn[:width]:
+            if order and len(out) < k:
+                out.append(order.pop(0))
+        width += 1
+    return out
+
+
+# --------------------------------------------------------------------------- per test file
+
+
+def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Mine one test module (in a fresh module zygote); returns tasks, drops and file links."""
+    drops: Counter[str] = Counter()
+    tasks: list[dict[str, Any]] = []
+    links: list[list[str]] = []
+    root = package_dir(package)
+    rel_module = Path(importlib.util.find_spec(module).origin).relative_to(root).as_posix()  # type: ignore[union-attr,arg-type]
+    try:
+        zygote = ModuleZygote(package, module)
+    except BaseException as exc:  # noqa: BLE001 - pytest.skip at import is a BaseException
+        reason = "module skipped" if type(exc).__name__ == "Skipped" else "module import error"
+        tree, _ = parse_source(str(root / rel_module))
+        n = sum(len(_slots(node)) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
+        drops[reason] += n
+        return {"module": module, "candidates": n, "drops": dict(drops), "tasks": [], "links": []}
+    mod = zygote.module
+    version = _version(package)
+    mutant_cache: dict[tuple[str, str], list[Mutant]] = {}
+    candidates = 0
+    for cls, name, func in _collect(mod):
+        node, lines, def_file = _test_def(func)
+        slots = _slots(node)
+        candidates += len(slots)
+        if not slots:
+            continue
+        reason = None
+        if cls is not None and issubclass(cls, unittest.TestCase):
+            reason = "unittest class"
+        elif isinstance(func, (staticmethod, classmethod)):
+            reason = "unsupported test kind"
+        elif isinstance(node, ast.AsyncFunctionDef) or (getattr(func, "__code__", None) and func.__code__.co_flags & inspect.CO_GENERATOR):
+            reason = "unsupported test kind"
+        else:
+            reason = _mark_drop(_marks(func, cls, mod), vars(mod), cfg["skip_marks"])
+        if reason is None and any(not ast.unparse(d).startswith(("pytest.mark.", "mark.")) for d in node.decorator_list):
+            reason = "decorated"
+        if reason is None:
+            params = [a.arg for a in node.args.args][1 if cls is not None else 0 :]
+            if node.args.vararg or node.args.kwarg or node.args.kwonlyargs or any(p not in FIXTURES for p in params):
+                reason = "fixtures"
+        if reason is not None:
+            drops[reason] += len(slots)
+            continue
+        try:
+            def_rel = Path(def_file).relative_to(root).as_posix()
+        except ValueError:
+            drops["defined outside the package"] += len(slots)
+            continue
+        for slot in slots:
+            why, task = _mine_slot(zygote, cls, name, slot, node, cfg, mutant_cache)
+            if why is not None:
+                drops[why] += 1
+                continue
+            task.update(package=package, package_version=version, test_module=module,
+                        setup=_setup_text(def_file, cls, cfg["setup_budget"]), split="train")
+            tasks.append(task)
+            if def_rel != rel_module:
+                links.append([rel_module, def_rel])
+    return {"module": module, "file": rel_module, "candidates": candidates, "drops": dict(drops), "tasks": tasks, "links": links}
+
+
+def _mine_slot(zygote: ModuleZygote, cls: type | None, name: str, slot: int, node: ast.FunctionDef,
+               cfg: dict[str, Any], mutant_cache: dict) -> tuple[str | None, dict[str, Any]]:
+    body = node.body
+    if slot and (body[slot - 1].end_lineno or 0) >= body[slot].lineno:
+        return "shares a line with the prefix", {}
+    test_class = cls.__name__ if cls is not None else None
+    try:
+        prog = zygote.program(test_class, name, slot)
+    except (SlotError, OSError, SyntaxError):
+        return "cannot rebuild the test", {}
+    target = prog.target_text
+
+    class _T:  # the fields job_for reads
+        pass
+
+    ref = _T()
+    ref.test_class, ref.test_name, ref.slot, ref.prefix = test_class, name, slot, None  # type: ignore[attr-defined]
+    names = sorted(_names(body[: slot + 1]))
+    # Tracing slows a run down; a slot far over slow_s here is dropped without more runs.
+    first = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 4 * cfg["slow_s"]), trace=names, check_prefix=False))
+    if first.status != "passed":
+        reason = {"failed": "target fails", "error": "target errors", "timeout": "slow"}.get(first.status, f"target {first.status}")
+        return reason, {}
+    probe = zygote.run(job_for(ref, "assert False", timeout=cfg["timeout_s"], check_prefix=False))
+    if probe.status != "failed":
+        return "slot not reached", {}
+    again = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 2 * cfg["slow_s"]), seed=1, check_prefix=False))
+    if again.status == "timeout" or again.seconds > cfg["slow_s"]:
+        return "slow", {}
+    if again.status != "passed":
+        return "flaky", {}
+    # A mutant that loops forever is no kill: give it a few times the slot's own time.
+    mutant_timeout = min(cfg["mutant_timeout_s"], max(0.25, 10 * again.seconds))
+    calls = first.calls or []
+    # Focal context: functions the test names, the target's first; else what it calls directly.
+    focal = [c for c in calls if c[3]] or [c for c in calls if c[2] == 1]
+    focal.sort(key=lambda c: (not c[4], c[2]))
+    # Mutation targets: reached by the target line only (a mutant there cannot break the
+    # prefix), then by both, then named prefix-only functions; shallow ones first.
+    targets = sorted((c for c in calls if c[4] or c[3]), key=lambda c: (not c[4], c[5], c[2], not c[3]))
+    if not focal:
+        return "no focal function", {}
+    focal_ids, sources = [], []
+    for rel, qualname, *_ in focal:
+        src = _function_source(zygote.package_dir, rel, qualname)
+        if src is not None:
+            sources.append(f"# {rel}\n{src}")
+            focal_ids.append(f"{rel}::{qualname}")
+    if not focal_ids:
+        return "no focal function", {}
+    pools = []
+    for rel, qualname, *_ in targets:
+        if (rel, qualname) not in mutant_cache:
+            mutant_cache[(rel, qualname)] = generate(zygote.package_dir, rel, qualname)
+        pools.append(mutant_cache[(rel, qualname)])
+    killed = []
+    # Try mutants_per_task; while none kills, go on up to max_mutant_tries (later slots of a
+    # test see most mutants caught by earlier asserts, so they need more tries).
+    for tried, mutant in enumerate(_select_mutants(pools, cfg["max_mutant_tries"]), start=1):
+        if tried > cfg["mutants_per_task"] and killed:
+            break
+        v = zygote.run(job_for(ref, target, timeout=mutant_timeout, mutant=mutant, check_prefix=False))
+        if v.status == "failed":
+            killed.append(asdict(mutant))
+    ident = f"{zygote.module_name}::{test_class + '::' if test_class else ''}{name}#{slot}"
+    return None, {
+        "id": ident, "test_class": test_class, "test_name": name, "slot": slot,
+        "prefix": prog.prefix_text, "target": target,
+        "focal": cut_to_budget("\n\n".join(sources), cfg["focal_budget"]),
+        "focal_functions": focal_ids, "mutants": killed,
+    }
+
+
+def _function_source(root: Path, rel: str, qualname: str) -> str | None:
+    tree, lines = parse_source(str(root / rel))
+    fn = find_def(tree, qualname)
+    if fn is None:
+        return None
+    start = min([d.lineno for d in fn.decorator_list] + [fn.lineno])
+    return segment(lines, start, fn.end_lineno)
+
+
+def _version(package: str) -> str:
+    dists = importlib.metadata.packages_distributions().get(package, [])
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def assign_splits(files: list[str], links: list[list[str]], cfg: MineConfig) -> dict[str, str]:
+    """Split by test-file group: files linked by inherited test classes share one split."""
+    parent = {f: f for f in files}
+
+    def find(f: str) -> str:
+        parent.setdefault(f, f)
+        while parent[f] != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    for a, b in links:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    out = {}
+    for f in files:
+        digest = hashlib.sha256(f"{cfg.split_seed}:{find(f)}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        out[f] = "test" if u < cfg.test_fraction else "valid" if u < cfg.test_fraction + cfg.valid_fraction else "train"
+    return out
+
+
+def mine(cfg: MineConfig) -> dict[str, Any]:
+    """Mine ``cfg.package``; writes ``cfg.out`` and the summary; returns the summary."""
+    try:
+        files = discover(cfg.package, cfg.files)
+    except SandboxError as err:
+        raise MiningError(str(err)) from None
+    if not files:
+        where = package_dir(cfg.package)
+        what = f"matching {cfg.files}" if cfg.files else "(no test_*.py or *_test.py files)"
+        raise MiningError(
+            f"package '{cfg.package}' ships no test files {what} under {where}; "
+            "mine a library whose wheel includes its test suite, e.g. networkx or toolz"
+        )
+    if cfg.max_files is not None:
+        files = files[: cfg.max_files]
+    start = time.monotonic()
+    worker_cfg = {k: v for k, v in asdict(cfg).items() if not isinstance(v, Path)}
+    results = _run_workers(cfg, files, worker_cfg)
+
+    tasks: list[Task] = []
+    drops: Counter[str] = Counter()
+    candidates = 0
+    links: list[list[str]] = []
+    for module, rel in files:
+        res = results.get(module)
+        if res is None:
+            continue
+        candidates += res["candidates"]
+        drops.update(res["drops"])
+        links.extend(res["links"])
+        for t in res["tasks"]:
+            t["mutants"] = [{**m, "span": tuple(m["span"])} for m in t["mutants"]]
+            tasks.append(Task(**{**t, "mutants": tuple(Mutant(**m) for m in t["mutants"]),
+                                 "focal_functions": tuple(t["focal_functions"])}))
+    if cfg.max_tasks is not None and len(tasks) > cfg.max_tasks:
+        drops["over max_tasks"] += len(tasks) - cfg.max_tasks
+        tasks = tasks[: cfg.max_tasks]
+    rel_of = {m: r for m, r in files}
+    splits = assign_splits([r for _, r in files], links, cfg)
+    tasks = [Task(**{**t.__dict__, "split": splits[rel_of[t.test_module]]}) for t in tasks]
+    write_tasks(cfg.out, tasks, package=cfg.package, package_version=_version(cfg.package))
+
+    with_kill = sum(1 for t in tasks if t.mutants)
+    summary = {
+        "package": cfg.package,
+        "package_version": _version(cfg.package),
+        "out": str(cfg.out),
+        "test_files": len(files),
+        "test_files_done": len(results),
+        "candidate_slots": candidates,
+        "kept": len(tasks),
+        "yield": round(len(tasks) / candidates, 4) if candidates else 0.0,
+        "tasks_with_killing_mutant": with_kill,
+        "killing_mutant_share": round(with_kill / len(tasks), 4) if tasks else 0.0,
+        "mutants_kept": sum(len(t.mutants) for t in tasks),
+        "splits": {s: sum(1 for t in tasks if t.split == s) for s in SPLITS},
+        "drops": dict(drops.most_common()),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    cfg.summary_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict[str, Any]) -> dict[str, dict]:
+    """Mine files on N server processes; honours ``max_tasks`` in path order."""
+    from tqdm import tqdm
+
+    n_workers = min(cfg.workers or os.cpu_count() or 1, len(files))
+    todo: queue.Queue[tuple[int, str]] = queue.Queue()
+    for i, (module, _) in enumerate(files):
+        todo.put((i, module))
+    results: dict[str, dict] = {}
+    order = [m for m, _ in files]
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    bar = tqdm(total=len(files), unit="file", desc=f"mining {cfg.package}", disable=not cfg.progress, dynamic_ncols=True)
+    tmpdir = tempfile.mkdtemp(prefix="trident-mine-")
+
+    def enough() -> bool:
+        if cfg.max_tasks is None:
+            return False
+        kept = 0
+        for m in order:  # only a gap-free prefix of files counts, so the cut is deterministic
+            if m not in results:
+                return False
+            kept += len(results[m]["tasks"])
+            if kept >= cfg.max_tasks:
+                return True
+        return False
+
+    def work() -> None:
+        server: ZygoteServer | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    i, module = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if server is None or not server.alive():
+                    server = ZygoteServer(cfg.package)
+                out = os.path.join(tmpdir, f"{i}.json")
+                reply = server.request({"op": "mine", "module": module, "out": out, "config": worker_cfg,
+                                        "deadline_s": cfg.module_timeout_s})
+                if reply.get("ok"):
+                    with open(out, encoding="utf-8") as fh:
+                        res = json.load(fh)
+                else:
+                    res = {"module": module, "candidates": 0, "drops": {reply.get("error", "worker failed"): 1},
+                           "tasks": [], "links": []}
+                with lock:
+                    results[module] = res
+                    bar.update(1)
+                    bar.set_postfix(kept=sum(len(r["tasks"]) for r in results.values()))
+                    if enough():
+                        stop.set()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+            stop.set()
+        finally:
+            if server is not None:
+                server.close()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(n_workers)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        bar.close()
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    if cfg.max_tasks is not None:  # files mined past the cut are not part of the output
+        kept, cut = 0, len(order)
+        for idx, m in enumerate(order):
+            if m not in results:
+                cut = idx
+                break
+            kept += len(results[m]["tasks"])
+            if kept >= cfg.max_tasks:
+                cut = idx + 1
+                break
+        results = {m: results[m] for m in order[:cut]}
+    return results

@@ -1,0 +1,108 @@
+"""The execution core on a real networkx test: pytest semantics, parent-owned verdicts."""
+
+import os
+
+import networkx
+import pytest
+
+from sandbox.execution import SlotProgram, run_forked
+from sandbox.mutants import Patcher, generate
+
+MODULE = "networkx.algorithms.tests.test_cycles"
+NX_DIR = os.path.dirname(networkx.__file__)
+
+
+@pytest.fixture(scope="module")
+def program():
+    # TestCycles.setup_class builds self.G; slot 3 follows three prefix statements.
+    return SlotProgram(MODULE, "TestCycles", "test_cycle_basis", 3)
+
+
+def test_prefix_and_target_come_from_the_installed_source(program):
+    assert program.prefix_text == "G = self.G\ncy = nx.cycle_basis(G, 0)\nsort_cy = sorted(sorted(c) for c in cy)"
+    assert program.target_text == "assert sort_cy == [[0, 1, 2, 3], [0, 1, 6, 7, 8], [0, 3, 4, 5]]"
+
+
+def test_target_passes(program):
+    v = run_forked(program, program.target_text, timeout=10)
+    assert v.status == "passed", v.reason
+
+
+def test_wrong_assertion_fails_with_pytest_message(program):
+    v = run_forked(program, "assert len(sort_cy) == 4", timeout=10)
+    assert v.status == "failed"
+    # pytest's rewriting explains the comparison.
+    assert "assert 3 == 4" in v.reason and "len(" in v.reason
+
+
+def test_exception_is_error_not_failure(program):
+    v = run_forked(program, "assert sort_cy[10] == 1", timeout=10)
+    assert v.status == "error"
+    assert v.reason.startswith("IndexError") and "in the candidate" in v.reason
+
+
+def test_assertion_error_raised_inside_a_call_is_not_a_failure(program):
+    # An AssertionError from deeper code is not "raised on the candidate's own line".
+    v = run_forked(program, "assert [x for x in [1] if (_ for _ in ()).throw(AssertionError())]", timeout=10)
+    assert v.status == "error", v
+
+
+def test_hang_is_killed_by_the_parent(program):
+    v = run_forked(program, "while True:\n    pass", timeout=0.5)
+    assert v.status == "timeout"
+    assert 0.5 <= v.seconds < 5
+
+
+def test_exit_zero_without_record_is_not_a_pass(program):
+    v = run_forked(program, "import os; os._exit(0)", timeout=10)
+    assert v.status == "crashed" and "exit status alone never counts" in v.reason
+
+
+def test_pytest_skip_is_not_a_pass(program):
+    v = run_forked(program, "import pytest; pytest.skip('no')", timeout=10)
+    assert v.status == "error" and v.reason.startswith("Skipped")
+
+
+def test_syntax_error_is_rejected(program):
+    v = run_forked(program, "assert (", timeout=10)
+    assert v.status == "rejected" and "syntax error" in v.reason
+
+
+def test_candidate_cannot_change_the_zygote(program):
+    run_forked(program, "nx.cycle_basis = None\nassert True", timeout=10)
+    assert networkx.cycle_basis is not None
+    assert run_forked(program, program.target_text, timeout=10).status == "passed"
+
+
+def test_tmp_path_fixture_in_a_plain_function():
+    # test_gexf_v1_3(tmp_path) writes a file into tmp_path and reads it back; its only
+    # top-level assert is its last statement.
+    from sandbox.mining import _slots, _test_def
+    import networkx.readwrite.tests.test_gexf as mod
+
+    node, _, _ = _test_def(mod.test_gexf_v1_3)
+    prog = SlotProgram(mod.__name__, None, "test_gexf_v1_3", _slots(node)[-1])
+    assert run_forked(prog, prog.target_text, timeout=10).status == "passed"
+    assert run_forked(prog, "assert False", timeout=10).status == "failed"
+
+
+def test_mutant_kill_detection(program):
+    patcher = Patcher(NX_DIR)
+    mutants = generate(NX_DIR, "algorithms/cycles.py", "cycle_basis")
+    outcomes = {m.id: run_forked(program, program.target_text, timeout=1, prepare=patcher.prepare(m)).status for m in mutants}
+    killed = [m for m in mutants if outcomes[m.id] == "failed"]
+    assert killed, "some mutant of cycle_basis must be killed by its own test"
+    # The mutation reached the code through nx.cycle_basis (a dispatch wrapper) in the child only.
+    assert run_forked(program, program.target_text, timeout=10).status == "passed"
+    # A killed mutant is killed by the target, not by any assertion: a vacuous one kills nothing.
+    assert run_forked(program, "assert True", timeout=1, prepare=patcher.prepare(killed[0])).status == "passed"
+
+
+def test_mutant_that_no_longer_matches_is_refused():
+    from dataclasses import replace
+
+    from sandbox.mutants import MutantError
+
+    m = generate(NX_DIR, "algorithms/cycles.py", "cycle_basis")[0]
+    with pytest.raises(MutantError, match="does not match the installed"):
+        Patcher(NX_DIR).prepare(replace(m, original="something else"))

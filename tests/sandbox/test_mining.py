@@ -1,0 +1,91 @@
+"""Mining real networkx test files: verification, mutants, determinism, splits, errors."""
+
+import json
+
+import pytest
+
+from sandbox.mining import MineConfig, MiningError, assign_splits, discover, mine
+from sandbox.tasks import load_tasks
+
+FILES = ["algorithms/tests/test_isolate.py", "algorithms/tests/test_reciprocity.py"]
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mine") / "tasks.jsonl"
+    summary = mine(MineConfig(out=out, files=FILES, workers=2, progress=False))
+    return out, summary
+
+
+def test_tasks_are_verified_and_carry_killing_mutants(mined):
+    out, summary = mined
+    tasks = load_tasks(out)
+    assert summary["kept"] == len(tasks) > 0
+    assert summary["candidate_slots"] >= summary["kept"] + sum(summary["drops"].values()) - summary["drops"].get("over max_tasks", 0)
+    assert json.loads(out.with_name("tasks.summary.json").read_text())["kept"] == len(tasks)
+    for t in tasks:
+        assert t.target.startswith("assert")
+        assert t.focal_functions and t.focal
+        assert t.package == "networkx" and t.test_module.startswith("networkx.algorithms.tests.test_")
+    assert any(t.mutants for t in tasks)
+    # Every kept mutant is killed by its task's target under the real execution path.
+    from sandbox.api import execute
+
+    t = next(t for t in tasks if t.mutants)
+    [v] = execute(t, [t.target])
+    assert v.status == "passed" and set(v.kills) == {m.id for m in t.mutants}
+    [vacuous] = execute(t, ["assert True"])
+    assert vacuous.status == "passed" and vacuous.kills == []
+
+
+def test_rerun_is_byte_identical(mined, tmp_path):
+    out, _ = mined
+    again = tmp_path / "tasks.jsonl"
+    mine(MineConfig(out=again, files=FILES, workers=1, progress=False))
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_max_tasks_cuts_in_path_order(mined, tmp_path):
+    out, _ = mined
+    full = load_tasks(out)
+    cut = tmp_path / "cut.jsonl"
+    summary = mine(MineConfig(out=cut, files=FILES, max_tasks=3, progress=False))
+    assert [t.id for t in load_tasks(cut)] == [t.id for t in full[:3]]
+    assert summary["kept"] == 3
+
+
+def test_splits_are_by_file_group():
+    files = [f"t/test_{i}.py" for i in range(200)]
+    cfg = MineConfig(valid_fraction=0.2, test_fraction=0.2)
+    links = [["t/test_1.py", "t/test_2.py"], ["t/test_2.py", "t/test_3.py"]]
+    splits = assign_splits(files, links, cfg)
+    assert splits["t/test_1.py"] == splits["t/test_2.py"] == splits["t/test_3.py"]
+    counts = {s: sum(1 for v in splits.values() if v == s) for s in ("train", "valid", "test")}
+    assert all(20 <= counts[s] <= 60 for s in ("valid", "test")), counts
+    assert assign_splits(files, links, cfg) == splits  # deterministic
+
+
+def test_no_file_in_two_splits(mined):
+    out, _ = mined
+    seen = {}
+    for t in load_tasks(out):
+        assert seen.setdefault(t.test_module, t.split) == t.split
+
+
+def test_package_without_tests_is_a_clear_error(tmp_path):
+    with pytest.raises(MiningError, match="package 'json' ships no test files"):
+        mine(MineConfig(package="json", out=tmp_path / "x.jsonl", progress=False))
+    with pytest.raises(MiningError, match="'no_such_pkg_xyz' is not installed"):
+        mine(MineConfig(package="no_such_pkg_xyz", out=tmp_path / "x.jsonl", progress=False))
+
+
+def test_discover_finds_networkx_tests():
+    found = discover("networkx")
+    assert len(found) > 200
+    assert all(m.startswith("networkx.") and r.endswith(".py") for m, r in found)
+    assert found == sorted(found, key=lambda x: x[1])
+
+
+def test_bad_config_combination():
+    with pytest.raises(ValueError, match="slow_s"):
+        MineConfig(slow_s=20, timeout_s=10)

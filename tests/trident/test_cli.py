@@ -1,0 +1,78 @@
+"""The `trident` command as a user runs it: a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+JOBS = ["mine", "score", "sft", "rl", "eval", "pipeline", "demo"]
+
+
+def trident(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "trident", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_job_has_help(job):
+    r = trident(job, "--help")
+    assert r.returncode == 0
+    assert f"usage: trident {job}" in r.stdout
+
+
+def test_mine_help_lists_config_keys():
+    out = trident("mine", "--help").stdout
+    assert "mutants_per_task" in out and "slow_s" in out
+
+
+def test_unknown_key_is_one_clear_error():
+    r = trident("mine", "mutant_per_task=3")
+    assert r.returncode == 2
+    assert "unknown config key 'mutant_per_task'" in r.stderr and "did you mean 'mutants_per_task'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_type_is_one_clear_error(tmp_path):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("workers: two\n")
+    r = trident("mine", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "config key 'workers': expected int, got 'two'" in r.stderr
+    r = trident("mine", "--max-files", "x")
+    assert r.returncode == 2 and "'max_files'" in r.stderr
+
+
+def test_jobs_not_yet_available_say_so():
+    r = trident("sft")
+    assert r.returncode == 2 and "not available in this version yet" in r.stderr
+
+
+def test_mine_and_score_end_to_end(tmp_path):
+    out = tmp_path / "tasks.jsonl"
+    r = trident("mine", "--out", str(out), "files=[algorithms/tests/test_reciprocity.py]", "progress=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "kept" in r.stdout and out.is_file()
+    assert (tmp_path / "tasks.config.yaml").is_file()
+    tasks = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert tasks
+    cands = tmp_path / "cands.jsonl"
+    rows = [{"task_id": tasks[0]["id"], "candidate": tasks[0]["target"]}, {"task_id": tasks[0]["id"], "candidate": "assert False"}]
+    cands.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    verdicts = tmp_path / "v.jsonl"
+    r = trident("score", "--tasks", str(out), "--candidates", str(cands), "--out", str(verdicts), "progress=false")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in verdicts.read_text().splitlines()]
+    assert [g["status"] for g in got] == ["passed", "failed"]
+    assert got[0]["mutants"] == len(tasks[0]["mutants"]) and len(got[0]["kills"]) == len(tasks[0]["mutants"])
+    assert set(got[0]) >= {"task_id", "candidate", "status", "reason", "kills", "mutants", "tier", "seconds"}
+
+
+def test_score_with_unknown_task_id(tmp_path):
+    from sandbox.tasks import write_tasks
+
+    tasks = tmp_path / "t.jsonl"
+    write_tasks(tasks, [])
+    cands = tmp_path / "c.jsonl"
+    cands.write_text('{"task_id": "nope", "candidate": "assert True"}\n')
+    r = trident("score", "--tasks", str(tasks), "--candidates", str(cands), "--out", str(tmp_path / "v.jsonl"))
+    assert r.returncode == 1 and "task id(s) not in" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,146 @@
+"""The ``trident`` command: one subcommand per job.
+
+Every job reads its configuration the same way: dataclass defaults < ``--config FILE`` (YAML) <
+the job's flags < ``key=value`` overrides. ``trident JOB --help`` lists every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import ConfigError, dump_config, field_help, load_config
+
+
+@dataclass
+class ScoreConfig:
+    """`trident score`: verdicts for candidate assertions."""
+
+    tasks: Path = field(default=Path("runs/default/mine/tasks.jsonl"), metadata={"help": "task file from `trident mine`"})
+    candidates: Path = field(default=Path("candidates.jsonl"), metadata={"help": 'JSONL of {"task_id", "candidate"}'})
+    out: Path = field(default=Path("verdicts.jsonl"), metadata={"help": "verdict JSONL to write"})
+    mutants: bool = field(default=True, metadata={"help": "run passing candidates under the task's mutants"})
+    timeout_s: float = field(default=5.0, metadata={"help": "wall-clock limit of one execution"})
+    mutant_timeout_s: float = field(default=2.0, metadata={"help": "limit of one execution under a mutant"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def _run_mine(cfg: Any) -> int:
+    from sandbox.mining import mine
+
+    dump_config(cfg, cfg.out.with_name(cfg.out.name.removesuffix(".jsonl") + ".config.yaml"))
+    summary = mine(cfg)
+    print(f"mined {summary['package']} {summary['package_version']}: kept {summary['kept']} of "
+          f"{summary['candidate_slots']} candidate slots (yield {summary['yield']:.1%}); "
+          f"{summary['killing_mutant_share']:.1%} with a killing mutant; splits {summary['splits']}")
+    top = list(summary["drops"].items())[:6]
+    if top:
+        print("dropped: " + ", ".join(f"{reason} {n}" for reason, n in top))
+    print(f"tasks: {cfg.out}\nsummary: {cfg.summary_path}")
+    return 0
+
+
+def _run_score(cfg: ScoreConfig) -> int:
+    from sandbox.api import Limits, score_file
+
+    counts = score_file(cfg.tasks, cfg.candidates, cfg.out, mutants=cfg.mutants, progress=cfg.progress,
+                        limits=Limits(timeout_s=cfg.timeout_s, mutant_timeout_s=cfg.mutant_timeout_s))
+    print(f"scored {sum(counts.values())} candidates: " + json.dumps(counts, sort_keys=True) + f"\nverdicts: {cfg.out}")
+    return 0
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    help: str
+    config: Callable[[], type] | None  # lazily imported config class; None = not available yet
+    run: Callable[[Any], int] | None
+    flags: tuple[tuple[str, str, str], ...] = ()  # (flag, config key, help)
+
+
+def _mine_config() -> type:
+    from sandbox.mining import MineConfig
+
+    return MineConfig
+
+
+JOBS = (
+    Job("mine", "mine verified assertion tasks from an installed library's test suite", _mine_config, _run_mine,
+        (("--package", "package", "installed package to mine (default: networkx)"),
+         ("--out", "out", "task file to write"),
+         ("--max-files", "max_files", "mine at most this many test files"),
+         ("--max-tasks", "max_tasks", "keep at most this many tasks"))),
+    Job("score", "run candidate assertions against tasks and their mutants", lambda: ScoreConfig, _run_score,
+        (("--tasks", "tasks", "task file"), ("--candidates", "candidates", "candidate JSONL"), ("--out", "out", "verdict JSONL"))),
+    Job("sft", "stage 1: train the masked-diffusion model with its critic head", None, None),
+    Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
+    Job("eval", "evaluate a model against baselines on a split", None, None),
+    Job("pipeline", "run the staged pipeline mine -> tokenizer -> sft -> rl -> eval", None, None),
+    Job("demo", "the embedded default: the whole pipeline on a networkx subset", None, None),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trident",
+        description="Train models to write unit-test assertions; improve them with RL from real execution.",
+    )
+    sub = parser.add_subparsers(dest="job", metavar="JOB")
+    for job in JOBS:
+        if job.config is None:
+            epilog = "Not available in this version yet."
+        else:
+            rows = field_help(job.config())
+            width = max(len(k) for k, _, _ in rows)
+            epilog = "configuration keys (set with --config FILE or key=value):\n" + "\n".join(
+                f"  {k:<{width}}  {t}: {h}" for k, t, h in rows
+            )
+        p = sub.add_parser(job.name, help=job.help, description=job.help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--config", type=Path, help="YAML file of configuration keys")
+        for flag, key, text in job.flags:
+            p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=f"{text} (key: {key})")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides, applied last")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.job is None:
+        parser.print_help()
+        return 2
+    job = next(j for j in JOBS if j.name == args.job)
+    if job.config is None or job.run is None:
+        print(f"trident {job.name}: error: not available in this version yet; "
+              "`trident mine` and `trident score` are", file=sys.stderr)
+        return 2
+    flags = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("flag:") and v is not None}
+    # Flags arrive as text; route them through the override parser so they are type-checked too.
+    overrides = [f"{k}={v}" for k, v in flags.items()] + list(args.overrides)
+    try:
+        cfg = load_config(job.config(), args.config, overrides)
+        return job.run(cfg)
+    except ConfigError as err:
+        print(f"trident {job.name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trident {job.name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - user-facing errors from the layers below
+        from sandbox.mining import MiningError
+        from sandbox.tasks import TaskFormatError
+        from sandbox.zygote import SandboxError
+
+        if isinstance(err, (MiningError, TaskFormatError, SandboxError)):
+            print(f"trident {job.name}: error: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
