@@ -19,6 +19,7 @@ the sandbox layer; everything here is the part whose semantics must match pytest
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import importlib
 import inspect
@@ -57,6 +58,8 @@ class Verdict:
     kills: list[str] = field(default_factory=list)  # ids of mutants killed (scoring only)
     mutants: int = 0  # mutants the candidate ran under
     tier: str = "none"  # isolation tier the verdict was reached under
+    assert_line: int | None = None  # line of the test body's own assert that raised, if one did
+    cpu_seconds: float = 0.0  # CPU time of the child, user + system
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,10 +191,14 @@ class SlotProgram:
         t = self.target_node
         return segment(self.lines, t.lineno, t.end_lineno or t.lineno)
 
-    def build(self, candidate: str) -> tuple[types.FunctionType, tuple[int, int]]:
+    def build(self, candidate: str, messages: bool = True) -> tuple[types.FunctionType, tuple[int, int]]:
         """Compile prefix + candidate into a function; returns it and the candidate's line range.
 
-        Raises SyntaxError when the candidate does not parse.
+        With ``messages``, asserts are rewritten as pytest does, for its failure explanations;
+        without, a failing assert raises a bare AssertionError on the same line (pytest's
+        explanations diff large values, which costs more than the test when only *where* an
+        assert failed matters, as under a mutant). Raises SyntaxError when the candidate does
+        not parse.
         """
         cand = ast.parse(candidate, mode="exec")
         if not cand.body:
@@ -216,10 +223,11 @@ class SlotProgram:
         mod = ast.Module(body=[body], type_ignores=[])
         ast.fix_missing_locations(mod)
         # pytest reads the assert's source text for its messages: give it lines that match.
-        source = b"".join(self.lines[: self.target_line - 1]) + candidate.encode("utf-8", "replace")
-        from _pytest.assertion.rewrite import rewrite_asserts
+        if messages:
+            source = b"".join(self.lines[: self.target_line - 1]) + candidate.encode("utf-8", "replace")
+            from _pytest.assertion.rewrite import rewrite_asserts
 
-        rewrite_asserts(mod, source)
+            rewrite_asserts(mod, source)
         code = compile(mod, self.filename, "exec", dont_inherit=True)
         fcode = _find_code(code, self.node.name)
         closure = []
@@ -293,41 +301,56 @@ def _call_optional_arg(fn: Callable, arg: Any) -> None:
 
 # --------------------------------------------------------------------------- the child
 
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), so an interrupted
+    run leaves no zygote or child behind. Exits at once if the parent is already gone."""
+    global _libc
+    if sys.platform.startswith("linux"):
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
 
 class _Tracer:
     """Records the library functions a test calls, for focal context and mutation targets.
 
     A call counts when the function lives in the package (not its tests) and is either called
     by a name that appears in the test's source, within ``MAX_NAMED_DEPTH`` frames (which sees
-    through decorator and dispatch wrappers), or called within ``MAX_DEPTH`` frames directly by
-    the test (dunders such as ``__len__``) or by such a named function (its helpers). For each one it keeps the smallest
-    depth, whether the name appears in the source, and whether the target line or the prefix
-    (or both) reached it.
+    through decorator and dispatch wrappers), or is anchored (see :meth:`_anchored`): called
+    by the test itself (dunders such as ``__len__``), by such a named function or a helper of
+    one. For each it keeps the smallest depth and which top-level statements of the test body
+    reached it.
     """
 
     MAX_DEPTH = 3
     MAX_NAMED_DEPTH = 8
 
-    def __init__(self, package_dir: str, names: set[str], code: types.CodeType, span: tuple[int, int]):
+    def __init__(self, package_dir: str, names: set[str], code: types.CodeType, starts: list[int]):
         self.package_dir = package_dir.rstrip(os.sep) + os.sep
         self.names = names
         self.code = code
-        self.span = span
-        self.seen: dict[tuple[str, str], list] = {}  # key -> [depth, named, in_target, in_prefix]
+        self.starts = starts  # first line of each top-level statement of the rebuilt body
+        self.seen: dict[tuple[str, str], list] = {}  # key -> [depth, set of statement indices]
 
     def __call__(self, frame: types.FrameType, event: str, arg: Any) -> None:
         if event != "call":
             return
         code = frame.f_code
-        if not code.co_filename.startswith(self.package_dir):
+        pkg = self.package_dir
+        if not code.co_filename.startswith(pkg):
             return
-        named = code.co_name in self.names
-        caller = frame.f_back
-        if not named and caller is not None and caller.f_code is not self.code and caller.f_code.co_name not in self.names:
-            return  # plumbing (dispatch, decorator wrappers), not code the test is about
-        limit = self.MAX_NAMED_DEPTH if named else self.MAX_DEPTH
-        f = caller
-        for depth in range(1, limit + 1):
+        if code.co_name not in self.names and not self._anchored(frame.f_back):
+            return  # the package's own plumbing (dispatch, decorator wrappers)
+        f = frame.f_back
+        for depth in range(1, self.MAX_NAMED_DEPTH + 3):
             if f is None:
                 return
             if f.f_code is self.code:
@@ -335,17 +358,38 @@ class _Tracer:
             f = f.f_back
         else:
             return
-        rel = code.co_filename[len(self.package_dir) :].replace(os.sep, "/")
+        rel = code.co_filename[len(pkg) :].replace(os.sep, "/")
         if _is_test_path(rel) or "<" in code.co_qualname:
             return
-        in_target = self.span[0] <= f.f_lineno <= self.span[1]
-        entry = self.seen.setdefault((rel, code.co_qualname), [depth, named, False, False])
+        stmt = bisect.bisect_right(self.starts, f.f_lineno) - 1
+        entry = self.seen.setdefault((rel, code.co_qualname), [depth, set()])
         entry[0] = min(entry[0], depth)
-        entry[2 if in_target else 3] = True
+        entry[1].add(stmt)
+
+    def _anchored(self, caller: types.FrameType | None) -> bool:
+        """Whether an unnamed function called from ``caller`` is one the test is about: called
+        by the test, by a function the test names, by a helper of one, or through code outside
+        the package (a ``collections.abc`` mixin comparing a view) that the test called."""
+        pkg = self.package_dir
+        if caller is None:
+            return False
+        if caller.f_code is self.code or caller.f_code.co_name in self.names:
+            return True
+        if caller.f_code.co_filename.startswith(pkg):
+            grand = caller.f_back
+            return grand is not None and grand.f_code.co_name in self.names and grand.f_code.co_filename.startswith(pkg)
+        f: types.FrameType | None = caller
+        for _ in range(self.MAX_DEPTH):
+            if f is None or f.f_code is self.code:
+                return f is not None
+            if f.f_code.co_filename.startswith(pkg):
+                return f.f_code.co_name in self.names
+            f = f.f_back
+        return False
 
     def records(self) -> list[list]:
-        """``[file, qualname, depth, named, in_target, in_prefix]`` in first-call order."""
-        return [[f, q, *v] for (f, q), v in self.seen.items()]
+        """``[file, qualname, depth, statement indices]`` in first-call order."""
+        return [[f, q, d, sorted(stmts)] for (f, q), (d, stmts) in self.seen.items()]
 
 
 def _is_test_path(rel: str) -> bool:
@@ -364,20 +408,19 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
         innermost = tb
         tb = tb.tb_next
     text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    if (
-        isinstance(exc, AssertionError)
-        and innermost is not None
-        and innermost.tb_frame.f_code is code
-        and span[0] <= innermost.tb_lineno <= span[1]
-    ):
-        return {"status": "failed", "reason": text}
+    # The line of an assert statement of the test body that raised (innermost frame is the
+    # test's own): on the candidate's lines this is a failure; elsewhere mining reads it to
+    # tell which earlier assert a mutant tripped.
+    own = isinstance(exc, AssertionError) and innermost is not None and innermost.tb_frame.f_code is code
+    if own and span[0] <= innermost.tb_lineno <= span[1]:
+        return {"status": "failed", "reason": text, "assert_line": innermost.tb_lineno}
     if slot_line is None:
         where = "in setup"
     elif span[0] <= slot_line <= span[1]:
         where = "in the candidate"
     else:
         where = f"in the prefix (line {slot_line})"
-    return {"status": "error", "reason": f"{text} {where}"}
+    return {"status": "error", "reason": f"{text} {where}", "assert_line": innermost.tb_lineno if own else None}
 
 
 def _child_main(
@@ -388,9 +431,13 @@ def _child_main(
     seed: int,
     prepare: Callable[[], None] | None,
     trace: tuple[str, set[str]] | None,
+    learn_imports: bool,
+    messages: bool,
+    cpu_limit: float | None,
 ) -> None:
     """Body of the forked child; never returns."""
     record: dict[str, Any]
+    modules_before = set(sys.modules)
     try:
         os.setpgid(0, 0)
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -405,14 +452,19 @@ def _child_main(
             sys.modules["numpy"].random.seed(seed)
         if prepare is not None:
             prepare()
+        if cpu_limit:
+            # CPU time, unlike wall time, does not grow when the machine is busy, so a limit on
+            # it gives the same verdict from run to run; SIGPROF's default action kills.
+            signal.setitimer(signal.ITIMER_PROF, cpu_limit)
         try:
-            func, span = program.build(candidate)
+            func, span = program.build(candidate, messages)
         except SyntaxError as err:
             record = {"status": "rejected", "reason": f"syntax error: {err.msg} (line {err.lineno})"}
         else:
             tracer = None
             if trace is not None:
-                tracer = _Tracer(trace[0], trace[1], func.__code__, span)
+                starts = [stmt.lineno for stmt in program.node.body[: program.slot]] + [span[0]]
+                tracer = _Tracer(trace[0], trace[1], func.__code__, starts)
                 sys.setprofile(tracer)
             try:
                 program.call(func, tmp)
@@ -426,6 +478,8 @@ def _child_main(
     except BaseException as exc:  # noqa: BLE001
         record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the test ran"}
     record["reason"] = str(record.get("reason", ""))[:MAX_REASON_CHARS]
+    if learn_imports:
+        record["imports"] = sorted(set(sys.modules) - modules_before)[:500]
     try:
         data = json.dumps(record).encode()
     except (TypeError, ValueError):
@@ -446,15 +500,24 @@ def run_forked(
     prepare: Callable[[], None] | None = None,
     trace: tuple[str, set[str]] | None = None,
     tmp_root: str | None = None,
+    learn_imports: bool = False,
+    messages: bool = True,
+    cpu_limit: float | None = None,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
     ``prepare`` runs in the child before the test (a mutant's code swap); ``trace`` is
-    ``(package_dir, names)`` to record focal calls.
+    ``(package_dir, names)`` to record focal calls. With ``learn_imports`` (trusted code only:
+    a task's own target), the modules the child imported are imported here too, so later
+    children start with them loaded — libraries import lazily (networkx loads scipy on first
+    use), and paying that in every child made them many times slower. ``messages``: see
+    :meth:`SlotProgram.build`. ``cpu_limit``: CPU seconds after which the child is killed
+    (status ``timeout``), on top of the wall-clock ``timeout``.
     """
     tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
     start = time.monotonic()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError as err:
@@ -464,14 +527,15 @@ def run_forked(
         return Verdict("infra", f"fork failed: {err}")
     if pid == 0:  # child
         os.close(r)
-        _child_main(program, candidate, w, tmp, seed, prepare, trace)
+        die_with_parent(parent)
+        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child; whoever runs first wins the race
     except OSError:
         pass
     try:
-        data, status, timed_out = _collect(pid, r, start + timeout)
+        data, status, timed_out, cpu = _collect(pid, r, start + timeout)
     finally:
         os.close(r)
         _kill_group(pid)
@@ -479,11 +543,29 @@ def run_forked(
     seconds = time.monotonic() - start
     if timed_out:
         return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds)
-    return _verdict_from(data, status, seconds)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGPROF:
+        return Verdict("timeout", f"CPU limit of {cpu_limit:g}s reached; killed", seconds, cpu_seconds=cpu)
+    verdict, imports = _verdict_from(data, status, seconds)
+    verdict.cpu_seconds = cpu
+    if learn_imports:
+        _import_quietly(imports)
+    return verdict
 
 
-def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool]:
-    """Read the record until the child exits or the deadline passes; reap the child."""
+def _import_quietly(names: list[str]) -> None:
+    for name in names:
+        if name in sys.modules or any(part.startswith("test") for part in name.split(".")):
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - a module that fails here just stays lazy
+            pass
+
+
+def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool, float]:
+    """Read the record until the child exits or the deadline passes; reap the child.
+
+    Returns the record bytes, the wait status, whether it timed out, and its CPU seconds."""
     pidfd = os.pidfd_open(pid)
     chunks: list[bytes] = []
     size = 0
@@ -494,7 +576,7 @@ def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool
             if remaining <= 0:
                 _kill_group(pid)
                 os.waitpid(pid, 0)
-                return b"", None, True
+                return b"", None, True, 0.0
             ready, _, _ = select.select([pidfd] if eof else [r, pidfd], [], [], remaining)
             if r in ready:
                 chunk = os.read(r, 1 << 16)
@@ -513,8 +595,8 @@ def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool
                     size += len(chunk)
             except BlockingIOError:
                 pass
-        _, status = os.waitpid(pid, 0)
-        return b"".join(chunks), status, False
+        _, status, usage = os.wait4(pid, 0)
+        return b"".join(chunks), status, False, usage.ru_utime + usage.ru_stime
     finally:
         os.close(pidfd)
 
@@ -527,22 +609,26 @@ def _kill_group(pid: int) -> None:
             pass
 
 
-def _verdict_from(data: bytes, status: int, seconds: float) -> Verdict:
+def _verdict_from(data: bytes, status: int, seconds: float) -> tuple[Verdict, list[str]]:
+    """The verdict (and the child's new imports) from what the child left behind."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return Verdict("crashed", f"killed by signal {name}", seconds)
+        return Verdict("crashed", f"killed by signal {name}", seconds), []
     code = os.WEXITSTATUS(status)
     if code != 0:
-        return Verdict("crashed", f"exited with status {code} without a verdict", seconds)
+        return Verdict("crashed", f"exited with status {code} without a verdict", seconds), []
     if not data:
-        return Verdict("crashed", "exited 0 without a verdict record (exit status alone never counts)", seconds)
+        return Verdict("crashed", "exited 0 without a verdict record (exit status alone never counts)", seconds), []
     try:
         record = json.loads(data)
         status_text = record["status"]
         if status_text not in STATUSES or status_text == "infra":
             raise ValueError(status_text)
     except (ValueError, KeyError, TypeError):
-        return Verdict("crashed", "malformed verdict record", seconds)
-    calls = record.get("calls")
-    return Verdict(status_text, str(record.get("reason", "")), seconds, calls)
+        return Verdict("crashed", "malformed verdict record", seconds), []
+    imports = [str(m) for m in record.get("imports", [])] if isinstance(record.get("imports"), list) else []
+    line = record.get("assert_line")
+    verdict = Verdict(status_text, str(record.get("reason", "")), seconds, record.get("calls"),
+                      assert_line=line if isinstance(line, int) else None)
+    return verdict, imports

@@ -21,10 +21,11 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import math
 import os
 import queue
 import re
-import tempfile
+import shutil
 import threading
 import time
 import types
@@ -37,7 +38,7 @@ from typing import Any
 from .execution import SlotError, SlotProgram, find_def, parse_source, segment
 from .mutants import OPERATORS, generate
 from .tasks import SPLITS, Mutant, Task, write_tasks
-from .zygote import ModuleZygote, SandboxError, ZygoteServer, job_for, package_dir
+from .zygote import ModuleZygote, SandboxError, SlotRef, ZygoteServer, job_for, package_dir
 
 FIXTURES = ("tmp_path",)  # fixtures the execution core provides
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -60,9 +61,10 @@ class MineConfig:
     workers: int = field(default=0, metadata={"help": "worker processes; 0 = one per core"})
     timeout_s: float = field(default=10.0, metadata={"help": "wall-clock limit of one execution"})
     slow_s: float = field(default=2.0, metadata={"help": "slots slower than this are dropped as slow"})
-    mutant_timeout_s: float = field(default=1.0, metadata={"help": "most time one execution under a mutant gets: 10x the slot's own, at least 0.25 s (a timeout is no kill)"})
-    mutants_per_task: int = field(default=12, metadata={"help": "mutants tried per task (the killed ones are kept)"})
-    max_mutant_tries: int = field(default=24, metadata={"help": "while no mutant kills, keep trying up to this many"})
+    mutant_cpu_s: float = field(default=0.25, metadata={"help": "CPU seconds a run under a mutant gets at least; 10x the test's own, rounded up to a power of two (a timeout is no kill)"})
+    mutant_timeout_s: float = field(default=2.0, metadata={"help": "wall-clock backstop of a run under a mutant (at least 4x its CPU limit)"})
+    mutants_per_task: int = field(default=6, metadata={"help": "mutants tried per task beyond those tried for earlier slots of its test (the killed ones are kept)"})
+    max_mutant_tries: int = field(default=16, metadata={"help": "while no mutant kills a slot, try up to this many of its own"})
     focal_budget: int = field(default=1024, metadata={"help": "code tokens of focal-function source kept per task"})
     setup_budget: int = field(default=512, metadata={"help": "code tokens of test-module setup kept per task"})
     valid_fraction: float = field(default=0.1, metadata={"help": "share of test-file groups in the valid split"})
@@ -77,7 +79,7 @@ class MineConfig:
             raise ValueError("workers must be >= 0 (0 = one per core)")
         if not 0 <= self.valid_fraction + self.test_fraction < 1 or min(self.valid_fraction, self.test_fraction) < 0:
             raise ValueError("valid_fraction and test_fraction must be >= 0 and sum to less than 1")
-        for name in ("timeout_s", "slow_s", "mutant_timeout_s", "module_timeout_s"):
+        for name in ("timeout_s", "slow_s", "mutant_cpu_s", "mutant_timeout_s", "module_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.slow_s > self.timeout_s:
@@ -275,10 +277,11 @@ def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any
         tree, _ = parse_source(str(root / rel_module))
         n = sum(len(_slots(node)) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
         drops[reason] += n
-        return {"module": module, "candidates": n, "drops": dict(drops), "tasks": [], "links": []}
+        return {"module": module, "candidates": n, "drops": dict(drops), "tasks": [], "links": [], "key": cfg.get("cache_key")}
     mod = zygote.module
     version = _version(package)
     mutant_cache: dict[tuple[str, str], list[Mutant]] = {}
+    setups: dict[tuple[str, type | None], str] = {}
     candidates = 0
     for cls, name, func in _collect(mod):
         node, lines, def_file = _test_def(func)
@@ -309,90 +312,156 @@ def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any
         except ValueError:
             drops["defined outside the package"] += len(slots)
             continue
-        for slot in slots:
-            why, task = _mine_slot(zygote, cls, name, slot, node, cfg, mutant_cache)
+        for slot, why, task in _mine_function(zygote, cls, name, slots, node, cfg, mutant_cache):
             if why is not None:
                 drops[why] += 1
                 continue
+            if (def_file, cls) not in setups:
+                setups[(def_file, cls)] = _setup_text(def_file, cls, cfg["setup_budget"])
             task.update(package=package, package_version=version, test_module=module,
-                        setup=_setup_text(def_file, cls, cfg["setup_budget"]), split="train")
+                        setup=setups[(def_file, cls)], split="train")
             tasks.append(task)
             if def_rel != rel_module:
                 links.append([rel_module, def_rel])
-    return {"module": module, "file": rel_module, "candidates": candidates, "drops": dict(drops), "tasks": tasks, "links": links}
+    return {"module": module, "file": rel_module, "candidates": candidates, "drops": dict(drops), "tasks": tasks,
+            "links": links, "key": cfg.get("cache_key")}
 
 
-def _mine_slot(zygote: ModuleZygote, cls: type | None, name: str, slot: int, node: ast.FunctionDef,
-               cfg: dict[str, Any], mutant_cache: dict) -> tuple[str | None, dict[str, Any]]:
+def _slot_functions(calls: list[list], slot: int, since: int, names: set[str]) -> tuple[list[tuple], list[tuple]]:
+    """Focal functions and mutation targets of one slot from a traced run of the test body.
+
+    ``since`` is the index of the previous top-level assert (-1 if none). Rows are ``(file,
+    qualname, depth, named, in_target, in_prefix, fresh)``, *fresh* meaning first reached after
+    that assert. Focal: the functions the test names (the target's first), else those it calls
+    directly. Mutation targets, most promising first: fresh ones (an earlier assert cannot
+    catch their mutants first), reached by the target only, then by both, then functions the
+    prefix names; named before unnamed, shallow before deep.
+    """
+    rows = []
+    for rel, qualname, depth, stmts in calls:
+        reached = [i for i in stmts if i <= slot]
+        if reached:
+            named = qualname.rsplit(".", 1)[-1] in names
+            rows.append((rel, qualname, depth, named, slot in reached, reached[0] < slot, reached[0] > since))
+    focal = [r for r in rows if r[3]] or [r for r in rows if r[2] == 1]
+    focal.sort(key=lambda r: (not r[4], r[2]))
+    targets = sorted((r for r in rows if r[4] or r[3]), key=lambda r: (not r[6], not r[4], r[5], not r[3], r[2]))
+    return focal, targets
+
+
+def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: list[int], node: ast.FunctionDef,
+                   cfg: dict[str, Any], mutant_cache: dict) -> list[tuple[int, str | None, dict[str, Any]]]:
+    """Mine the slots of one test function: ``(slot, drop reason or None, task fields)`` each.
+
+    The slots are settled together from runs of the body up to the last one: a passing run
+    passes every slot's prefix + target, and under a mutant the first assert that raises is
+    the one that kills it (pytest stops there), so one run per mutant serves every slot. When
+    the body as a whole does not pass cleanly, each slot is settled on its own.
+    """
     body = node.body
-    if slot and (body[slot - 1].end_lineno or 0) >= body[slot].lineno:
-        return "shares a line with the prefix", {}
+    out: list[tuple[int, str | None, dict[str, Any]]] = []
+    ok = []
+    for slot in slots:
+        if slot and (body[slot - 1].end_lineno or 0) >= body[slot].lineno:
+            out.append((slot, "shares a line with the prefix", {}))
+        else:
+            ok.append(slot)
+    if not ok:
+        return out
     test_class = cls.__name__ if cls is not None else None
+    last = ok[-1]
     try:
-        prog = zygote.program(test_class, name, slot)
+        prog = zygote.program(test_class, name, last)
     except (SlotError, OSError, SyntaxError):
-        return "cannot rebuild the test", {}
+        return out + [(s, "cannot rebuild the test", {}) for s in ok]
+    ref = SlotRef(test_class, name, last)
     target = prog.target_text
-
-    class _T:  # the fields job_for reads
-        pass
-
-    ref = _T()
-    ref.test_class, ref.test_name, ref.slot, ref.prefix = test_class, name, slot, None  # type: ignore[attr-defined]
-    names = sorted(_names(body[: slot + 1]))
-    # Tracing slows a run down; a slot far over slow_s here is dropped without more runs.
-    first = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 4 * cfg["slow_s"]), trace=names, check_prefix=False))
-    if first.status != "passed":
+    # Tracing slows a run down; a body far over slow_s here is not run again.
+    first = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 4 * cfg["slow_s"]),
+                               trace=sorted(_names(body[: last + 1]))))
+    again = None
+    if first.status == "passed":
+        again = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 2 * cfg["slow_s"]), seed=1))
+    clean = again is not None and again.status == "passed" and again.seconds <= cfg["slow_s"]
+    if len(ok) > 1 and not clean:
+        for slot in ok:
+            out.extend(_mine_function(zygote, cls, name, [slot], node, cfg, mutant_cache))
+        return sorted(out, key=lambda r: r[0])
+    if again is None:
         reason = {"failed": "target fails", "error": "target errors", "timeout": "slow"}.get(first.status, f"target {first.status}")
-        return reason, {}
-    probe = zygote.run(job_for(ref, "assert False", timeout=cfg["timeout_s"], check_prefix=False))
-    if probe.status != "failed":
-        return "slot not reached", {}
-    again = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 2 * cfg["slow_s"]), seed=1, check_prefix=False))
+        return out + [(last, reason, {})]
     if again.status == "timeout" or again.seconds > cfg["slow_s"]:
-        return "slow", {}
+        return out + [(last, "slow", {})]
     if again.status != "passed":
-        return "flaky", {}
-    # A mutant that loops forever is no kill: give it a few times the slot's own time.
-    mutant_timeout = min(cfg["mutant_timeout_s"], max(0.25, 10 * again.seconds))
-    calls = first.calls or []
-    # Focal context: functions the test names, the target's first; else what it calls directly.
-    focal = [c for c in calls if c[3]] or [c for c in calls if c[2] == 1]
-    focal.sort(key=lambda c: (not c[4], c[2]))
-    # Mutation targets: reached by the target line only (a mutant there cannot break the
-    # prefix), then by both, then named prefix-only functions; shallow ones first.
-    targets = sorted((c for c in calls if c[4] or c[3]), key=lambda c: (not c[4], c[5], c[2], not c[3]))
-    if not focal:
-        return "no focal function", {}
-    focal_ids, sources = [], []
-    for rel, qualname, *_ in focal:
-        src = _function_source(zygote.package_dir, rel, qualname)
-        if src is not None:
-            sources.append(f"# {rel}\n{src}")
-            focal_ids.append(f"{rel}::{qualname}")
-    if not focal_ids:
-        return "no focal function", {}
-    pools = []
-    for rel, qualname, *_ in targets:
-        if (rel, qualname) not in mutant_cache:
-            mutant_cache[(rel, qualname)] = generate(zygote.package_dir, rel, qualname)
-        pools.append(mutant_cache[(rel, qualname)])
-    killed = []
-    # Try mutants_per_task; while none kills, go on up to max_mutant_tries (later slots of a
-    # test see most mutants caught by earlier asserts, so they need more tries).
-    for tried, mutant in enumerate(_select_mutants(pools, cfg["max_mutant_tries"]), start=1):
-        if tried > cfg["mutants_per_task"] and killed:
-            break
-        v = zygote.run(job_for(ref, target, timeout=mutant_timeout, mutant=mutant, check_prefix=False))
-        if v.status == "failed":
-            killed.append(asdict(mutant))
-    ident = f"{zygote.module_name}::{test_class + '::' if test_class else ''}{name}#{slot}"
-    return None, {
-        "id": ident, "test_class": test_class, "test_name": name, "slot": slot,
-        "prefix": prog.prefix_text, "target": target,
-        "focal": cut_to_budget("\n\n".join(sources), cfg["focal_budget"]),
-        "focal_functions": focal_ids, "mutants": killed,
-    }
+        return out + [(last, "flaky", {})]
+
+    plans: dict[int, dict[str, Any]] = {}
+    for slot in ok:
+        probe = zygote.run(job_for(SlotRef(test_class, name, slot), "assert False", timeout=cfg["timeout_s"]))
+        if probe.status != "failed":
+            out.append((slot, "slot not reached", {}))
+            continue
+        since = max([i for i in _slots(node) if i < slot], default=-1)
+        focal, targets = _slot_functions(first.calls or [], slot, since, _names(body[: slot + 1]))
+        focal_ids, sources = [], []
+        for rel, qualname, *_ in focal:
+            src = _function_source(zygote.package_dir, rel, qualname)
+            if src is not None:
+                sources.append(f"# {rel}\n{src}")
+                focal_ids.append(f"{rel}::{qualname}")
+        if not focal_ids:
+            out.append((slot, "no focal function", {}))
+            continue
+        pools = []
+        for rel, qualname, *_ in targets:
+            if (rel, qualname) not in mutant_cache:
+                mutant_cache[(rel, qualname)] = generate(zygote.package_dir, rel, qualname)
+            pools.append(mutant_cache[(rel, qualname)])
+        plans[slot] = {"focal_ids": focal_ids, "sources": sources, "order": _select_mutants(pools, sum(map(len, pools)))}
+
+    # A mutant that loops forever is no kill. Each gets 10x the body's own CPU time, at least
+    # mutant_cpu_s, rounded up to a power of two so that the usual jitter of a CPU-time
+    # reading rarely changes the limit (and so the output) from one run to the next.
+    cpu_limit = cfg["mutant_cpu_s"] * 2 ** max(0, math.ceil(math.log2(max(1e-9, 10 * again.cpu_seconds / cfg["mutant_cpu_s"]))))
+    mutant_timeout = max(cfg["mutant_timeout_s"], 4 * cpu_limit)
+    raised_at: dict[str, tuple[Mutant, int | None]] = {}
+
+    def run_mutants(mutants: list[Mutant]) -> None:
+        for m in mutants:
+            if m.id not in raised_at:
+                v = zygote.run(job_for(ref, target, timeout=mutant_timeout, mutant=m, messages=False, cpu_limit=cpu_limit))
+                raised_at[m.id] = (m, v.assert_line)
+
+    def kills(slot: int) -> list[Mutant]:
+        lo, hi = body[slot].lineno, body[slot].end_lineno or body[slot].lineno
+        return [m for m, line in raised_at.values() if line is not None and lo <= line <= hi]
+
+    def fresh(slot: int, n: int) -> list[Mutant]:
+        # Slots of one function mostly share their pools: each slot's picks skip mutants
+        # already run for an earlier slot, so every slot adds mutants of its own.
+        picks = [m for m in plans[slot]["order"] if m.id not in raised_at][:n]
+        plans[slot]["tried"] += len(picks)
+        return picks
+
+    k, most = cfg["mutants_per_task"], cfg["max_mutant_tries"]
+    for slot in plans:
+        plans[slot]["tried"] = 0
+        run_mutants(fresh(slot, k))
+    # Slots that no mutant killed yet get more of their own, up to max_mutant_tries.
+    for slot in plans:
+        if not kills(slot):
+            run_mutants(fresh(slot, most - plans[slot]["tried"]))
+
+    for slot, plan in plans.items():
+        sprog = zygote.program(test_class, name, slot)
+        ident = f"{zygote.module_name}::{test_class + '::' if test_class else ''}{name}#{slot}"
+        out.append((slot, None, {
+            "id": ident, "test_class": test_class, "test_name": name, "slot": slot,
+            "prefix": sprog.prefix_text, "target": sprog.target_text,
+            "focal": cut_to_budget("\n\n".join(plan["sources"]), cfg["focal_budget"]),
+            "focal_functions": plan["focal_ids"], "mutants": [asdict(m) for m in kills(slot)],
+        }))
+    return sorted(out, key=lambda r: r[0])
 
 
 def _function_source(root: Path, rel: str, qualname: str) -> str | None:
@@ -440,6 +509,22 @@ def assign_splits(files: list[str], links: list[list[str]], cfg: MineConfig) -> 
     return out
 
 
+MINER_VERSION = 2  # bump when a change to mining changes what a file yields
+_NOT_IN_KEY = ("out", "summary", "files", "max_files", "max_tasks", "workers", "progress",
+               "valid_fraction", "test_fraction", "split_seed")
+
+
+def parts_dir(cfg: MineConfig) -> Path:
+    return cfg.out.with_name(cfg.out.name + ".parts")
+
+
+def _cache_key(cfg: MineConfig) -> str:
+    """What a file's result depends on: settings that reach the worker, library, miner."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
+    blob = json.dumps([MINER_VERSION, _version(cfg.package), settings], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def mine(cfg: MineConfig) -> dict[str, Any]:
     """Mine ``cfg.package``; writes ``cfg.out`` and the summary; returns the summary."""
     try:
@@ -457,6 +542,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
         files = files[: cfg.max_files]
     start = time.monotonic()
     worker_cfg = {k: v for k, v in asdict(cfg).items() if not isinstance(v, Path)}
+    worker_cfg["cache_key"] = _cache_key(cfg)
     results = _run_workers(cfg, files, worker_cfg)
 
     tasks: list[Task] = []
@@ -481,6 +567,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
     splits = assign_splits([r for _, r in files], links, cfg)
     tasks = [Task(**{**t.__dict__, "split": splits[rel_of[t.test_module]]}) for t in tasks]
     write_tasks(cfg.out, tasks, package=cfg.package, package_version=_version(cfg.package))
+    shutil.rmtree(parts_dir(cfg), ignore_errors=True)
 
     with_kill = sum(1 for t in tasks if t.mutants)
     summary = {
@@ -509,16 +596,34 @@ def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict
     from tqdm import tqdm
 
     n_workers = min(cfg.workers or os.cpu_count() or 1, len(files))
-    todo: queue.Queue[tuple[int, str]] = queue.Queue()
-    for i, (module, _) in enumerate(files):
-        todo.put((i, module))
     results: dict[str, dict] = {}
     order = [m for m, _ in files]
     lock = threading.Lock()
     stop = threading.Event()
     errors: list[BaseException] = []
     bar = tqdm(total=len(files), unit="file", desc=f"mining {cfg.package}", disable=not cfg.progress, dynamic_ncols=True)
-    tmpdir = tempfile.mkdtemp(prefix="trident-mine-")
+    # Each file's result is kept in a parts folder beside the output until the task file is
+    # written, so an interrupted run resumes where it stopped (same key: same settings).
+    parts = parts_dir(cfg)
+    parts.mkdir(parents=True, exist_ok=True)
+    key = worker_cfg["cache_key"]
+    pending = []
+    for i, (module, _) in enumerate(files):
+        try:
+            cached = json.loads((parts / f"{module}.json").read_text())
+        except (OSError, ValueError):
+            cached = None
+        if isinstance(cached, dict) and cached.get("key") == key:
+            results[module] = cached
+        else:
+            pending.append((i, module))
+    if results:
+        bar.update(len(results))
+        bar.set_postfix(kept=sum(len(r["tasks"]) for r in results.values()), resumed=len(results))
+
+    todo: queue.Queue[tuple[int, str]] = queue.Queue()
+    for item in pending:
+        todo.put(item)
 
     def enough() -> bool:
         if cfg.max_tasks is None:
@@ -542,7 +647,7 @@ def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict
                     return
                 if server is None or not server.alive():
                     server = ZygoteServer(cfg.package)
-                out = os.path.join(tmpdir, f"{i}.json")
+                out = str(parts / f"{module}.json")
                 reply = server.request({"op": "mine", "module": module, "out": out, "config": worker_cfg,
                                         "deadline_s": cfg.module_timeout_s})
                 if reply.get("ok"):
@@ -573,9 +678,6 @@ def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict
     finally:
         stop.set()
         bar.close()
-        import shutil
-
-        shutil.rmtree(tmpdir, ignore_errors=True)
     if errors:
         raise errors[0]
     if cfg.max_tasks is not None:  # files mined past the cut are not part of the output

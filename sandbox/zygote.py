@@ -28,11 +28,14 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
-from .execution import SlotError, SlotProgram, Verdict, run_forked
+from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked
 from .mutants import MutantError, Patcher
-from .tasks import Mutant
+from .tasks import Mutant, Task
+
+
+WARMUP_TIMEOUT_S = 10.0
 
 
 class SandboxError(RuntimeError):
@@ -52,19 +55,30 @@ def package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def job_for(task: Any, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
-            trace: list[str] | None = None, check_prefix: bool = True) -> dict[str, Any]:
-    """A ``run`` job for one candidate of one task (a :class:`~sandbox.tasks.Task`)."""
+class SlotRef(NamedTuple):
+    """Where a slot is, for a job; a :class:`~sandbox.tasks.Task` has the same fields."""
+
+    test_class: str | None
+    test_name: str
+    slot: int
+    prefix: str | None = None  # when given, checked against the installed test
+
+
+def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
+            trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None) -> dict[str, Any]:
+    """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot."""
     return {
         "test_class": task.test_class,
         "test_name": task.test_name,
         "slot": task.slot,
-        "prefix": task.prefix if check_prefix else None,
+        "prefix": task.prefix,
         "candidate": candidate,
         "mutant": None if mutant is None else {**mutant.__dict__, "span": list(mutant.span)},
         "timeout": timeout,
         "seed": seed,
         "trace": trace,
+        "messages": messages,
+        "cpu_limit": cpu_limit,
     }
 
 
@@ -78,11 +92,18 @@ class ModuleZygote:
         self.module_name = module
         self.patcher = Patcher(self.package_dir)
         self._programs: dict[tuple, SlotProgram] = {}
+        self._warmed: set[tuple[str | None, str]] = set()
 
     def program(self, test_class: str | None, test_name: str, slot: int) -> SlotProgram:
+        """The slot program, built once. The first one of each test function runs the test's
+        own target (trusted code) so the zygote learns what the test imports lazily."""
         key = (test_class, test_name, slot)
         if key not in self._programs:
-            self._programs[key] = SlotProgram(self.module_name, test_class, test_name, slot)
+            prog = SlotProgram(self.module_name, test_class, test_name, slot)
+            if (test_class, test_name) not in self._warmed:
+                self._warmed.add((test_class, test_name))
+                run_forked(prog, prog.target_text, timeout=WARMUP_TIMEOUT_S, learn_imports=True)
+            self._programs[key] = prog
         return self._programs[key]
 
     def run(self, job: dict[str, Any]) -> Verdict:
@@ -101,7 +122,8 @@ class ModuleZygote:
                 return Verdict("infra", str(err))
         trace = (str(self.package_dir), set(job["trace"])) if job.get("trace") else None
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
-                          prepare=prepare, trace=trace)
+                          prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
+                          cpu_limit=job.get("cpu_limit"))
 
 
 # --------------------------------------------------------------------------- server side
@@ -118,8 +140,10 @@ class _ZygoteChild:
     def __init__(self, package: str, module: str, keep: tuple[int, ...]):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            die_with_parent(parent)
             os.close(req_w)
             os.close(rep_r)
             for fd in keep:
@@ -239,8 +263,10 @@ def serve(package: str, max_zygotes: int = 8) -> None:
 def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, Any]:
     from .mining import mine_module  # the mining code is needed only in this branch
 
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
+        die_with_parent(parent)
         code = 1
         try:
             for fd in keep:
@@ -258,13 +284,18 @@ def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, A
                 pass
         os._exit(code)
     deadline = time.monotonic() + float(req.get("deadline_s", 1800))
+    client = int(os.environ.get("TRIDENT_CLIENT_PID", "0")) or os.getppid()
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if time.monotonic() > deadline:
+        # The server is single-threaded and busy here, so it watches its client itself (a
+        # parent-death signal would follow the client's thread, not its process).
+        if time.monotonic() > deadline or os.getppid() != client:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            if os.getppid() != client:
+                os._exit(1)
             return {"ok": False, "error": "module timed out"}
         time.sleep(0.02)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
@@ -282,7 +313,7 @@ class ZygoteServer:
         package_dir(package)  # a clear error before any process starts
         self.package = package
         self._log = tempfile.NamedTemporaryFile(prefix="trident-zygote-", suffix=".log", delete=False)
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env = {**os.environ, "PYTHONHASHSEED": "0", "TRIDENT_CLIENT_PID": str(os.getpid())}
         # -P: do not put the working directory on sys.path, where a folder could shadow the library.
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "sandbox.zygote", package],

@@ -89,3 +89,48 @@ def test_discover_finds_networkx_tests():
 def test_bad_config_combination():
     with pytest.raises(ValueError, match="slow_s"):
         MineConfig(slow_s=20, timeout_s=10)
+
+
+def test_interrupted_run_resumes_from_its_parts(mined, tmp_path):
+    import dataclasses
+
+    from sandbox.mining import _cache_key, _run_workers, parts_dir
+
+    out, _ = mined
+    cfg = MineConfig(out=tmp_path / "tasks.jsonl", files=FILES, workers=1, progress=False)
+    worker_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "summary")}
+    worker_cfg["cache_key"] = _cache_key(cfg)
+    # A run that stopped after its first file leaves that file's part behind.
+    module = "networkx.algorithms.tests.test_isolate"
+    _run_workers(cfg, [(module, FILES[0])], worker_cfg)
+    part = parts_dir(cfg) / f"{module}.json"
+    data = json.loads(part.read_text())
+    assert data["tasks"]
+    # Mark the part so reuse is visible, then rerun: the part is used, the rest is mined.
+    data["tasks"][0]["target"] = "assert 'resumed'"
+    part.write_text(json.dumps(data))
+    mine(cfg)
+    targets = [t.target for t in load_tasks(cfg.out)]
+    assert "assert 'resumed'" in targets
+    assert len(targets) == len(load_tasks(out))
+    assert not parts_dir(cfg).exists()  # removed once the task file is written
+    # A part made with other settings is not reused.
+    _run_workers(cfg, [(module, FILES[0])], worker_cfg)
+    data = json.loads(part.read_text())
+    data["tasks"][0]["target"] = "assert 'stale'"
+    data["key"] = "other-settings"
+    part.write_text(json.dumps(data))
+    mine(cfg)
+    assert cfg.out.read_bytes() == out.read_bytes()
+
+
+def test_task_that_no_longer_matches_the_library_is_infra_not_a_score(mined):
+    import dataclasses
+
+    from sandbox.api import execute
+
+    out, _ = mined
+    task = load_tasks(out)[0]
+    stale = dataclasses.replace(task, prefix=task.prefix + "\nx = 1")
+    [v] = execute(stale, [task.target])
+    assert v.status == "infra" and "re-mine" in v.reason

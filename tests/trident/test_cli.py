@@ -76,3 +76,16 @@ def test_score_with_unknown_task_id(tmp_path):
     cands.write_text('{"task_id": "nope", "candidate": "assert True"}\n')
     r = trident("score", "--tasks", str(tasks), "--candidates", str(cands), "--out", str(tmp_path / "v.jsonl"))
     assert r.returncode == 1 and "task id(s) not in" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shipped_presets_load():
+    from pathlib import Path
+
+    from sandbox.mining import MineConfig
+    from trident.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("mine.yaml", "mine-quick.yaml"):
+        cfg = load_config(MineConfig, root / name)
+        assert cfg.package == "networkx"
+    assert load_config(MineConfig, root / "mine.yaml") == MineConfig()  # the preset states the defaults
