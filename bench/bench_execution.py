@@ -44,7 +44,7 @@ def slots(args: argparse.Namespace, tmp: Path) -> list[Task]:
 def pytest_file(task: Task, candidate: str) -> str:
     """The slot as a pytest file: the test module's globals, its class for setup, the slot."""
     body = textwrap.indent(task.prefix + "\n" + candidate, " " * (8 if task.test_class else 4))
-    head = f"import {task.test_module} as _m\nglobals().update({{k: v for k, v in vars(_m).items() if not k.startswith('test')}})\n"
+    head = f"import {task.test_module} as _m\nglobals().update({{k: v for k, v in vars(_m).items() if not k.startswith(('test', '__'))}})\n"
     if task.test_class:
         args = "self, tmp_path" if "tmp_path" in task.prefix else "self"
         return head + f"class TestSlot(_m.{task.test_class}):\n    def {task.test_name}({args}):\n{body}\n"

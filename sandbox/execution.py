@@ -229,7 +229,9 @@ class SlotProgram:
 
             rewrite_asserts(mod, source)
         code = compile(mod, self.filename, "exec", dont_inherit=True)
-        fcode = _find_code(code, self.node.name)
+        fcode = find_code(code, lambda c: c.co_name == self.node.name)
+        if fcode is None:
+            raise SlotError(f"compiled slot has no function {self.node.name}")
         closure = []
         for name in fcode.co_freevars:
             if name != "__class__":
@@ -272,22 +274,16 @@ class SlotProgram:
         func(*args, **kwargs)
 
 
-def _find_code(code: types.CodeType, name: str) -> types.CodeType:
+def find_code(code: types.CodeType, match: Callable[[types.CodeType], bool]) -> types.CodeType | None:
+    """The first code object nested in ``code`` (depth first) that ``match`` accepts."""
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            if const.co_name == name:
+            if match(const):
                 return const
-            inner = _find_code_or_none(const, name)
-            if inner is not None:
-                return inner
-    raise SlotError(f"compiled slot has no function {name}")
-
-
-def _find_code_or_none(code: types.CodeType, name: str) -> types.CodeType | None:
-    try:
-        return _find_code(code, name)
-    except SlotError:
-        return None
+            found = find_code(const, match)
+            if found is not None:
+                return found
+    return None
 
 
 def _call_optional_arg(fn: Callable, arg: Any) -> None:

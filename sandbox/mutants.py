@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .execution import find_def, parse_source
+from .execution import find_code, find_def, parse_source
 from .tasks import Mutant
 
 OPERATORS = (
@@ -189,7 +189,7 @@ class Patcher:
                 code = compile(edited, str(path), "exec", dont_inherit=True)
             except SyntaxError as err:
                 raise MutantError(f"mutant {mutant.id} does not compile: {err}") from None
-            new = _find_qualname(code, mutant.qualname)
+            new = find_code(code, lambda c: c.co_qualname == mutant.qualname)
             if new is None:
                 raise MutantError(f"mutant {mutant.id}: {mutant.qualname} not in edited {mutant.file}")
             funcs = self._functions(str(path), mutant.qualname)
@@ -206,14 +206,3 @@ class Patcher:
                 func.__code__ = code
 
         return swap
-
-
-def _find_qualname(code: types.CodeType, qualname: str) -> types.CodeType | None:
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            if const.co_qualname == qualname:
-                return const
-            found = _find_qualname(const, qualname)
-            if found is not None:
-                return found
-    return None

@@ -134,3 +134,14 @@ def test_task_that_no_longer_matches_the_library_is_infra_not_a_score(mined):
     stale = dataclasses.replace(task, prefix=task.prefix + "\nx = 1")
     [v] = execute(stale, [task.target])
     assert v.status == "infra" and "re-mine" in v.reason
+
+
+def test_another_library_mines_with_no_code_change(tmp_path):
+    # toolz ships its test suite in its wheel (installed by the [test] extra).
+    out = tmp_path / "toolz.jsonl"
+    summary = mine(MineConfig(package="toolz", out=out, files=["tests/test_dicttoolz.py"], workers=1, progress=False))
+    tasks = load_tasks(out)
+    assert summary["kept"] == len(tasks) > 10
+    assert all(t.package == "toolz" and t.test_module == "toolz.tests.test_dicttoolz" for t in tasks)
+    assert any(t.mutants for t in tasks)
+    assert all(ff.startswith("dicttoolz.py::") or "::" in ff for t in tasks for ff in t.focal_functions)
