@@ -59,7 +59,7 @@ class MineConfig:
     max_files: int | None = field(default=None, metadata={"help": "mine at most this many test files (in path order)"})
     max_tasks: int | None = field(default=None, metadata={"help": "stop once this many tasks are kept (in path order)"})
     workers: int = field(default=0, metadata={"help": "worker processes; 0 = one per core"})
-    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock limit of one execution"})
+    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock limit of one execution (a backstop: slowness is judged on CPU time)"})
     slow_s: float = field(default=2.0, metadata={"help": "slots taking more CPU seconds than this are dropped as slow"})
     mutant_cpu_s: float = field(default=0.1, metadata={"help": "CPU seconds a run under a mutant gets at least; 10x the test's own, rounded up to a power of two (a timeout is no kill)"})
     mutant_timeout_s: float = field(default=2.0, metadata={"help": "wall-clock backstop of a run under a mutant (at least 4x its CPU limit)"})
@@ -376,14 +376,12 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
         return out + [(s, "cannot rebuild the test", {}) for s in ok]
     ref = SlotRef(test_class, name, last)
     target = prog.target_text
-    # Tracing slows a run down; a body far over slow_s here is not run again.
-    first = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 4 * cfg["slow_s"]),
-                               trace=sorted(_names(body[: last + 1]))))
+    # Wall-clock limits only stop runaways; what counts as slow is decided on CPU time below,
+    # which a busy machine does not inflate, so a rerun keeps the same slots.
+    first = zygote.run(job_for(ref, target, timeout=cfg["timeout_s"], trace=sorted(_names(body[: last + 1]))))
     again = None
     if first.status == "passed":
-        again = zygote.run(job_for(ref, target, timeout=min(cfg["timeout_s"], 2 * cfg["slow_s"]), seed=1))
-    # Slowness is judged on CPU time, which a busy machine does not inflate, so a rerun keeps
-    # the same slots; the wall-clock timeouts above only stop runaways.
+        again = zygote.run(job_for(ref, target, timeout=cfg["timeout_s"], seed=1))
     clean = again is not None and again.status == "passed" and again.cpu_seconds <= cfg["slow_s"]
     if len(ok) > 1 and not clean:
         for slot in ok:
