@@ -396,12 +396,13 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
         return out + [(last, "flaky", {})]
 
     plans: dict[int, dict[str, Any]] = {}
+    asserts = _slots(node)
     for slot in ok:
         probe = zygote.run(job_for(SlotRef(test_class, name, slot), "assert False", timeout=cfg["timeout_s"]))
         if probe.status != "failed":
             out.append((slot, "slot not reached", {}))
             continue
-        since = max([i for i in _slots(node) if i < slot], default=-1)
+        since = max([i for i in asserts if i < slot], default=-1)
         focal, targets = _slot_functions(first.calls or [], slot, since, _names(body[: slot + 1]))
         focal_ids, sources = [], []
         for rel, qualname, *_ in focal:
@@ -556,10 +557,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
         candidates += res["candidates"]
         drops.update(res["drops"])
         links.extend(res["links"])
-        for t in res["tasks"]:
-            t["mutants"] = [{**m, "span": tuple(m["span"])} for m in t["mutants"]]
-            tasks.append(Task(**{**t, "mutants": tuple(Mutant(**m) for m in t["mutants"]),
-                                 "focal_functions": tuple(t["focal_functions"])}))
+        tasks.extend(Task.from_dict(t, where=module) for t in res["tasks"])
     if cfg.max_tasks is not None and len(tasks) > cfg.max_tasks:
         drops["over max_tasks"] += len(tasks) - cfg.max_tasks
         tasks = tasks[: cfg.max_tasks]
