@@ -35,7 +35,7 @@ import time
 import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
 MAX_RECORD_BYTES = 1 << 20  # a verdict record is small; anything bigger is not one
@@ -60,6 +60,7 @@ class Verdict:
     tier: str = "none"  # isolation tier the verdict was reached under
     assert_line: int | None = None  # line of the test body's own assert that raised, if one did
     cpu_seconds: float = 0.0  # CPU time of the child, user + system
+    events: int | None = None  # calls the test made, when they were counted (``call_budget``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -388,6 +389,42 @@ class _Tracer:
         return [[f, q, d, sorted(stmts)] for (f, q), (d, stmts) in self.seen.items()]
 
 
+class _CallCounter:
+    """Counts the calls a test makes, to Python functions and builtins alike, and stops the
+    child once they pass ``budget``.
+
+    Mining decides what is too slow by this count rather than by time: the same program from
+    the same state makes the same calls on every run, however busy the machine, so a rerun
+    keeps the same slots and the same kills. ``inner`` (a tracer) sees every event too.
+    """
+
+    def __init__(self, budget: int, w: int, inner: Callable[[types.FrameType, str, Any], None] | None):
+        self.n = 0
+        self.budget = budget
+        self.w = w
+        self.inner = inner
+
+    def __call__(self, frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call" or event == "c_call":
+            self.n += 1
+            if self.n > self.budget:
+                sys.setprofile(None)
+                _send(self.w, {"status": "timeout", "reason": f"call budget of {self.budget:,} reached", "events": self.n})
+        if self.inner is not None:
+            self.inner(frame, event, arg)
+
+
+def _send(w: int, record: dict[str, Any]) -> NoReturn:
+    """Write the child's record to the pipe and exit."""
+    record["reason"] = str(record.get("reason", ""))[:MAX_REASON_CHARS]
+    try:
+        data = json.dumps(record).encode()
+    except (TypeError, ValueError):
+        data = json.dumps({"status": record["status"], "reason": "unprintable reason"}).encode()
+    os.write(w, data)
+    os._exit(0)
+
+
 def _is_test_path(rel: str) -> bool:
     parts = rel.replace(os.sep, "/").split("/")
     name = parts[-1]
@@ -430,7 +467,8 @@ def _child_main(
     learn_imports: bool,
     messages: bool,
     cpu_limit: float | None,
-) -> None:
+    call_budget: int | None,
+) -> NoReturn:
     """Body of the forked child; never returns."""
     record: dict[str, Any]
     modules_before = set(sys.modules)
@@ -457,11 +495,14 @@ def _child_main(
         except SyntaxError as err:
             record = {"status": "rejected", "reason": f"syntax error: {err.msg} (line {err.lineno})"}
         else:
-            tracer = None
+            tracer = counter = None
             if trace is not None:
                 starts = [stmt.lineno for stmt in program.node.body[: program.slot]] + [span[0]]
                 tracer = _Tracer(trace[0], trace[1], func.__code__, starts)
-                sys.setprofile(tracer)
+            if call_budget is not None:
+                counter = _CallCounter(call_budget, w, tracer)
+            if counter or tracer:
+                sys.setprofile(counter or tracer)
             try:
                 program.call(func, tmp)
                 record = {"status": "passed", "reason": ""}
@@ -471,17 +512,13 @@ def _child_main(
             sys.setprofile(None)
             if tracer is not None:
                 record["calls"] = tracer.records()
+            if counter is not None:
+                record["events"] = counter.n
     except BaseException as exc:  # noqa: BLE001
         record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the test ran"}
-    record["reason"] = str(record.get("reason", ""))[:MAX_REASON_CHARS]
     if learn_imports:
         record["imports"] = sorted(set(sys.modules) - modules_before)[:500]
-    try:
-        data = json.dumps(record).encode()
-    except (TypeError, ValueError):
-        data = json.dumps({"status": record["status"], "reason": "unprintable reason"}).encode()
-    os.write(w, data)
-    os._exit(0)
+    _send(w, record)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -499,6 +536,7 @@ def run_forked(
     learn_imports: bool = False,
     messages: bool = True,
     cpu_limit: float | None = None,
+    call_budget: int | None = None,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
@@ -508,7 +546,9 @@ def run_forked(
     children start with them loaded — libraries import lazily (networkx loads scipy on first
     use), and paying that in every child made them many times slower. ``messages``: see
     :meth:`SlotProgram.build`. ``cpu_limit``: CPU seconds after which the child is killed
-    (status ``timeout``), on top of the wall-clock ``timeout``.
+    (status ``timeout``), on top of the wall-clock ``timeout``. ``call_budget``: count the
+    calls the test makes (``Verdict.events``) and stop it with status ``timeout`` past this
+    many — a limit that, unlike time, gives the same verdict on every run.
     """
     tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
@@ -524,7 +564,7 @@ def run_forked(
     if pid == 0:  # child
         os.close(r)
         die_with_parent(parent)
-        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit)
+        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child; whoever runs first wins the race
@@ -625,6 +665,8 @@ def _verdict_from(data: bytes, status: int, seconds: float) -> tuple[Verdict, li
         return Verdict("crashed", "malformed verdict record", seconds), []
     imports = [str(m) for m in record.get("imports", [])] if isinstance(record.get("imports"), list) else []
     line = record.get("assert_line")
+    events = record.get("events")
     verdict = Verdict(status_text, str(record.get("reason", "")), seconds, record.get("calls"),
-                      assert_line=line if isinstance(line, int) else None)
+                      assert_line=line if isinstance(line, int) else None,
+                      events=events if isinstance(events, int) else None)
     return verdict, imports

@@ -7,7 +7,8 @@ module zygote that has imported the test module once.
 
 A slot is kept when: the test is collected the way pytest collects it and needs nothing we do
 not provide; prefix + target passes; prefix + ``assert False`` fails (the slot is reached); the
-target passes again under another random seed (not flaky); it takes at most ``slow_s``; and it
+target passes again under another random seed (not flaky); it makes at most ``slow_calls``
+calls (work measured so that a rerun decides the same: see ``_mine_function``); and it
 calls at least one library function by a name in its source (the focal functions). Mutants of
 the focal functions are kept when the target kills them. Splits go by test file — files tied
 by test-class inheritance are one group — so no test function is in two splits.
@@ -21,7 +22,6 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
-import math
 import os
 import queue
 import re
@@ -59,9 +59,11 @@ class MineConfig:
     max_files: int | None = field(default=None, metadata={"help": "mine at most this many test files (in path order)"})
     max_tasks: int | None = field(default=None, metadata={"help": "stop once this many tasks are kept (in path order)"})
     workers: int = field(default=0, metadata={"help": "worker processes; 0 = one per core"})
-    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock limit of one execution (a backstop: slowness is judged on CPU time)"})
-    slow_s: float = field(default=2.0, metadata={"help": "slots taking more CPU seconds than this are dropped as slow"})
-    mutant_cpu_s: float = field(default=0.1, metadata={"help": "CPU seconds a run under a mutant gets at least; 10x the test's own, rounded up to a power of two (a timeout is no kill)"})
+    timeout_s: float = field(default=30.0, metadata={"help": "wall-clock backstop of one execution (slowness is judged on calls, then CPU time)"})
+    slow_calls: int = field(default=5_000_000, metadata={"help": "slots whose test makes more calls than this (Python functions and builtins) are dropped as slow; calls, unlike time, are the same on every run"})
+    slow_s: float = field(default=5.0, metadata={"help": "CPU seconds after which a test is stopped and dropped as slow (a backstop for work that makes few calls)"})
+    mutant_calls: int = field(default=50_000, metadata={"help": "calls a run under a mutant may make at least; 10x the test's own (a mutant stopped there is no kill)"})
+    mutant_cpu_s: float = field(default=0.5, metadata={"help": "CPU seconds a run under a mutant gets at least; 30x the test's own (a backstop for loops that make no calls)"})
     mutant_timeout_s: float = field(default=2.0, metadata={"help": "wall-clock backstop of a run under a mutant (at least 4x its CPU limit)"})
     mutants_per_task: int = field(default=8, metadata={"help": "mutants tried per task beyond those tried for earlier slots of its test (the killed ones are kept)"})
     max_mutant_tries: int = field(default=40, metadata={"help": "while no mutant kills a slot, try up to this many of its own"})
@@ -84,6 +86,8 @@ class MineConfig:
                 raise ValueError(f"{name} must be > 0")
         if self.slow_s > self.timeout_s:
             raise ValueError(f"slow_s ({self.slow_s}) must not exceed timeout_s ({self.timeout_s})")
+        if self.slow_calls < 1 or self.mutant_calls < 1:
+            raise ValueError("slow_calls and mutant_calls must be >= 1")
         if self.mutants_per_task < 0 or (self.max_tasks is not None and self.max_tasks < 1):
             raise ValueError("mutants_per_task must be >= 0 and max_tasks >= 1")
         if self.max_mutant_tries < self.mutants_per_task:
@@ -268,6 +272,7 @@ def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any
     drops: Counter[str] = Counter()
     tasks: list[dict[str, Any]] = []
     links: list[list[str]] = []
+    work: dict[str, dict] = {}  # task id -> calls and CPU seconds of its test, for the summary
     root = package_dir(package)
     rel_module = Path(importlib.util.find_spec(module).origin).relative_to(root).as_posix()  # type: ignore[union-attr,arg-type]
     try:
@@ -318,13 +323,14 @@ def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any
                 continue
             if (def_file, cls) not in setups:
                 setups[(def_file, cls)] = _setup_text(def_file, cls, cfg["setup_budget"])
+            work[task["id"]] = task.pop("work")
             task.update(package=package, package_version=version, test_module=module,
                         setup=setups[(def_file, cls)], split="train")
             tasks.append(task)
             if def_rel != rel_module:
                 links.append([rel_module, def_rel])
     return {"module": module, "file": rel_module, "candidates": candidates, "drops": dict(drops), "tasks": tasks,
-            "links": links, "key": cfg.get("cache_key")}
+            "links": links, "work": work, "key": cfg.get("cache_key")}
 
 
 def _slot_functions(calls: list[list], slot: int, since: int, names: set[str]) -> tuple[list[tuple], list[tuple]]:
@@ -376,13 +382,15 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
         return out + [(s, "cannot rebuild the test", {}) for s in ok]
     ref = SlotRef(test_class, name, last)
     target = prog.target_text
-    # Wall-clock limits only stop runaways; what counts as slow is decided on CPU time below,
-    # which a busy machine does not inflate, so a rerun keeps the same slots.
-    first = zygote.run(job_for(ref, target, timeout=cfg["timeout_s"], trace=sorted(_names(body[: last + 1]))))
+    # What is too slow is decided by the number of calls the test makes, which is the same on
+    # every run however busy the machine; CPU and wall-clock limits only stop runaways that make
+    # few calls, far from where a test that is kept ends up.
+    limits = {"timeout": cfg["timeout_s"], "cpu_limit": cfg["slow_s"], "call_budget": cfg["slow_calls"]}
+    first = zygote.run(job_for(ref, target, trace=sorted(_names(body[: last + 1])), **limits))
     again = None
     if first.status == "passed":
-        again = zygote.run(job_for(ref, target, timeout=cfg["timeout_s"], seed=1))
-    clean = again is not None and again.status == "passed" and again.cpu_seconds <= cfg["slow_s"]
+        again = zygote.run(job_for(ref, target, seed=1, **limits))
+    clean = again is not None and again.status == "passed"
     if len(ok) > 1 and not clean:
         for slot in ok:
             out.extend(_mine_function(zygote, cls, name, [slot], node, cfg, mutant_cache))
@@ -390,7 +398,7 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
     if again is None:
         reason = {"failed": "target fails", "error": "target errors", "timeout": "slow"}.get(first.status, f"target {first.status}")
         return out + [(last, reason, {})]
-    if again.status == "timeout" or again.cpu_seconds > cfg["slow_s"]:
+    if again.status == "timeout":
         return out + [(last, "slow", {})]
     if again.status != "passed":
         return out + [(last, "flaky", {})]
@@ -420,17 +428,18 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
             pools.append(mutant_cache[(rel, qualname)])
         plans[slot] = {"focal_ids": focal_ids, "sources": sources, "order": _select_mutants(pools, sum(map(len, pools)))}
 
-    # A mutant that loops forever is no kill. Each gets 10x the body's own CPU time, at least
-    # mutant_cpu_s, rounded up to a power of two so that the usual jitter of a CPU-time
-    # reading rarely changes the limit (and so the output) from one run to the next.
-    cpu_limit = cfg["mutant_cpu_s"] * 2 ** max(0, math.ceil(math.log2(max(1e-9, 10 * again.cpu_seconds / cfg["mutant_cpu_s"]))))
-    mutant_timeout = max(cfg["mutant_timeout_s"], 4 * cpu_limit)
+    # A mutant that loops forever is no kill. Each may make 10x the calls of the unmutated
+    # test (seed 0, like the mutant runs), at least mutant_calls; CPU and wall-clock limits,
+    # far above that, stop loops that make no calls.
+    mutant_limits = {"call_budget": max(cfg["mutant_calls"], 10 * (first.events or 0)),
+                     "cpu_limit": max(cfg["mutant_cpu_s"], 30 * max(first.cpu_seconds, again.cpu_seconds))}
+    mutant_limits["timeout"] = max(cfg["mutant_timeout_s"], 4 * mutant_limits["cpu_limit"])
     raised_at: dict[str, tuple[Mutant, int | None]] = {}
 
     def run_mutants(mutants: list[Mutant]) -> None:
         for m in mutants:
             if m.id not in raised_at:
-                v = zygote.run(job_for(ref, target, timeout=mutant_timeout, mutant=m, messages=False, cpu_limit=cpu_limit))
+                v = zygote.run(job_for(ref, target, mutant=m, messages=False, **mutant_limits))
                 raised_at[m.id] = (m, v.assert_line)
 
     def kills(slot: int) -> list[Mutant]:
@@ -461,6 +470,7 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
             "prefix": sprog.prefix_text, "target": sprog.target_text,
             "focal": cut_to_budget("\n\n".join(plan["sources"]), cfg["focal_budget"]),
             "focal_functions": plan["focal_ids"], "mutants": [asdict(m) for m in kills(slot)],
+            "work": {"calls": first.events, "cpu_s": round(again.cpu_seconds, 3)},
         }))
     return sorted(out, key=lambda r: r[0])
 
@@ -510,7 +520,7 @@ def assign_splits(files: list[str], links: list[list[str]], cfg: MineConfig) -> 
     return out
 
 
-MINER_VERSION = 2  # bump when a change to mining changes what a file yields
+MINER_VERSION = 3  # bump when a change to mining changes what a file yields
 _NOT_IN_KEY = ("out", "summary", "files", "max_files", "max_tasks", "workers", "progress",
                "valid_fraction", "test_fraction", "split_seed")
 
@@ -550,6 +560,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
     drops: Counter[str] = Counter()
     candidates = 0
     links: list[list[str]] = []
+    work: dict[str, dict] = {}
     for module, rel in files:
         res = results.get(module)
         if res is None:
@@ -557,6 +568,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
         candidates += res["candidates"]
         drops.update(res["drops"])
         links.extend(res["links"])
+        work.update(res.get("work", {}))
         tasks.extend(Task.from_dict(t, where=module) for t in res["tasks"])
     if cfg.max_tasks is not None and len(tasks) > cfg.max_tasks:
         drops["over max_tasks"] += len(tasks) - cfg.max_tasks
@@ -582,6 +594,9 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
         "mutants_kept": sum(len(t.mutants) for t in tasks),
         "splits": {s: sum(1 for t in tasks if t.split == s) for s in SPLITS},
         "drops": dict(drops.most_common()),
+        # The kept tasks whose tests do the most work, against the slow_calls cut (a test's
+        # CPU time is as measured in this run: it varies, the calls do not).
+        "heaviest": [{"id": i, **work[i]} for i in sorted(work, key=lambda i: (-(work[i]["calls"] or 0), i))[:10]],
         "seconds": round(time.monotonic() - start, 1),
     }
     cfg.summary_path.parent.mkdir(parents=True, exist_ok=True)

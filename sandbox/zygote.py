@@ -65,7 +65,8 @@ class SlotRef(NamedTuple):
 
 
 def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
-            trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None) -> dict[str, Any]:
+            trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None,
+            call_budget: int | None = None) -> dict[str, Any]:
     """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot."""
     return {
         "test_class": task.test_class,
@@ -79,6 +80,7 @@ def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mut
         "trace": trace,
         "messages": messages,
         "cpu_limit": cpu_limit,
+        "call_budget": call_budget,
     }
 
 
@@ -123,7 +125,7 @@ class ModuleZygote:
         trace = (str(self.package_dir), set(job["trace"])) if job.get("trace") else None
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
-                          cpu_limit=job.get("cpu_limit"))
+                          cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"))
 
 
 # --------------------------------------------------------------------------- server side

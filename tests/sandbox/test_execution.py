@@ -106,3 +106,18 @@ def test_mutant_that_no_longer_matches_is_refused():
     m = generate(NX_DIR, "algorithms/cycles.py", "cycle_basis")[0]
     with pytest.raises(MutantError, match="does not match the installed"):
         Patcher(NX_DIR).prepare(replace(m, original="something else"))
+
+
+def test_call_budget_counts_calls_the_same_on_every_run(program):
+    # Counting is what makes mining's slowness decisions repeatable: the same program makes the
+    # same calls every time, busy machine or not.
+    counts = {run_forked(program, program.target_text, timeout=10, call_budget=10**7).events for _ in range(3)}
+    assert len(counts) == 1 and counts.pop() > 10
+    heavier = run_forked(program, "assert sum(len(str(i)) for i in range(1000)) > 0", timeout=10, call_budget=10**7)
+    assert heavier.status == "passed" and heavier.events > 1000
+
+
+def test_call_budget_stops_a_loop_that_calls(program):
+    v = run_forked(program, "assert all(len(str(i)) >= 0 for i in iter(int, 1))", timeout=20, call_budget=20_000)
+    assert v.status == "timeout" and "call budget of 20,000" in v.reason
+    assert v.events == 20_001 and v.seconds < 10
