@@ -1,0 +1,334 @@
+"""The static gate: what an untrusted candidate must pass before it may run.
+
+A candidate is model-written code, and under RL the model is rewarded for passes and kills, so
+it will find any way to forge one that is cheaper than writing a good assertion: end the
+process with status 0 (``os._exit(0)``), skip or exit through pytest (``pytest.skip``,
+``pytest.exit(returncode=0)``), patch the reporting machinery, compare against an object whose
+``__eq__`` is always true, read which mutant is active (``sys.argv``, a function's
+``__code__``), or simply assert something that cannot fail (``assert True``,
+``assert (x, "message")``). The gate parses the candidate once with :mod:`ast` and refuses all
+of these on sight, with one sentence that names the offending thing.
+
+It is one layer of several. A gate over a dynamic language cannot be complete — a library's
+own reflection may still lead somewhere — so candidates that pass it run in a confined child
+(:mod:`sandbox.isolation`) whose verdict the parent decides (:mod:`sandbox.execution`). The
+gate makes the common forgeries cheap to refuse and leaves the process sandbox the rare ones.
+
+What a candidate may be:
+
+- at most ``MAX_CHARS`` characters and ``MAX_STATEMENTS`` top-level statements, at least one of
+  them an ``assert``; the others simple assignments to plain names (``h = f(G)``,
+  ``a, b = pair``);
+- expressions without ``lambda``, ``:=``, ``yield`` or ``await`` (comprehensions are fine);
+- no denied name (reflection builtins, modules that reach the process, anything starting with
+  ``_``), no private, dunder or reflective attribute, no string constant containing ``__``,
+  and ``type`` only as ``type(x)``;
+- no vacuous assertion: not a constant (``assert False`` and ``assert 0``, which always fail,
+  are allowed), not a non-empty display, not two identical sides of a comparison, not a
+  truthy operand under ``or``, and — when the caller says which names the test's prefix and
+  module provide — not a test that uses none of them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Collection
+
+MAX_CHARS = 2000
+MAX_STATEMENTS = 8
+
+# Builtins that reach code, frames, namespaces, files, the terminal or class machinery.
+# ``__import__``, ``__builtins__`` and the like are refused by the leading-underscore rule.
+DENIED_BUILTINS = frozenset({
+    "exec", "eval", "compile", "open", "getattr", "setattr", "delattr", "hasattr", "globals", "locals",
+    "vars", "dir", "breakpoint", "input", "exit", "quit", "help", "memoryview", "classmethod",
+    "staticmethod", "property", "super", "object",
+})
+
+# Modules that reach the process, the interpreter or pytest. Refused as names and also as
+# attributes, so that a library's own imports (``nx.utils.misc.sys``) are no way around.
+DENIED_MODULES = frozenset({
+    "os", "sys", "pytest", "signal", "ctypes", "inspect", "builtins", "importlib", "subprocess", "socket",
+    "shutil", "pathlib", "gc", "threading", "multiprocessing", "resource", "io", "pickle", "marshal",
+    "codecs",
+})
+
+# Public attributes that reach other attributes by name or the frames and code behind a
+# function (``"{0.__class__}".format(x)``, ``gen.gi_frame.f_back.f_globals``).
+DENIED_ATTRIBUTES = frozenset({
+    "format", "format_map", "mro", "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame",
+    "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code",
+})
+
+# ``type(x)`` is everyday test code; ``type(name, bases, namespace)`` builds classes.
+_TYPE = "type"
+
+_EXPRESSIONS = {
+    ast.Lambda: "a lambda",
+    ast.NamedExpr: "an assignment expression (':=')",
+    ast.Yield: "'yield'",
+    ast.YieldFrom: "'yield from'",
+    ast.Await: "'await'",
+}
+
+_STATEMENTS = {
+    ast.Import: "an 'import' statement",
+    ast.ImportFrom: "an 'import' statement",
+    ast.Expr: "an expression statement (a bare expression or call is not an assertion)",
+    ast.AugAssign: "an augmented assignment",
+    ast.AnnAssign: "an annotated assignment",
+    ast.Delete: "a 'del' statement",
+    ast.For: "a 'for' loop",
+    ast.AsyncFor: "a 'for' loop",
+    ast.While: "a 'while' loop",
+    ast.If: "an 'if' statement",
+    ast.With: "a 'with' statement",
+    ast.AsyncWith: "a 'with' statement",
+    ast.Try: "a 'try' statement",
+    ast.TryStar: "a 'try' statement",
+    ast.Raise: "a 'raise' statement",
+    ast.FunctionDef: "a function definition",
+    ast.AsyncFunctionDef: "a function definition",
+    ast.ClassDef: "a class definition",
+    ast.Global: "a 'global' statement",
+    ast.Nonlocal: "a 'nonlocal' statement",
+    ast.Return: "a 'return' statement",
+    ast.Match: "a 'match' statement",
+    ast.Pass: "a 'pass' statement",
+    ast.Break: "a 'break' statement",
+    ast.Continue: "a 'continue' statement",
+}
+
+_OPERATORS = {
+    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
+}
+# Comparisons that hold whenever both sides are the same object.
+_REFLEXIVE = (ast.Eq, ast.Is, ast.LtE, ast.GtE)
+
+_DISPLAYS = {ast.Tuple: "tuple", ast.List: "list", ast.Set: "set", ast.Dict: "dict"}
+
+
+def check(candidate: str, known_names: Collection[str] = ()) -> str | None:
+    """None when the candidate may run; otherwise the reason it is rejected, one sentence a person can read.
+
+    ``known_names``: the names a candidate may build on — what the test's prefix binds and the
+    test module's globals. An assertion that uses none of them tests nothing the code under
+    test computed and is vacuous; with no names given that rule is skipped.
+    """
+    if not candidate.strip():
+        return "the candidate is empty"
+    if len(candidate) > MAX_CHARS:
+        return f"the candidate is {len(candidate)} characters long; at most {MAX_CHARS} are allowed"
+    try:
+        tree = ast.parse(candidate)
+    except SyntaxError as err:
+        return f"syntax error: {err.msg}" + (f" (line {err.lineno})" if err.lineno else "")
+    except (ValueError, RecursionError, MemoryError) as err:  # nesting too deep for the parser
+        return f"the candidate cannot be parsed: {type(err).__name__}: {err}"
+    try:
+        _check_statements(tree.body)
+        checker = _Expressions()
+        reads = [checker.statement(stmt) for stmt in tree.body]
+        _check_vacuity(tree.body, reads, known_names)
+    except _Rejected as rejected:
+        return rejected.reason
+    except RecursionError:
+        return "the candidate is nested too deeply"
+    return None
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_statements(body: list[ast.stmt]) -> None:
+    """Rule: at most MAX_STATEMENTS, only asserts and assignments to plain names, one assert at least."""
+    if len(body) > MAX_STATEMENTS:
+        raise _Rejected(f"the candidate has {len(body)} statements; at most {MAX_STATEMENTS} are allowed")
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                _check_target(target)
+        elif not isinstance(stmt, ast.Assert):
+            what = _STATEMENTS.get(type(stmt), f"a '{type(stmt).__name__}' statement")
+            raise _Rejected(f"only assert statements and simple assignments are allowed; found {what}")
+    if not any(isinstance(stmt, ast.Assert) for stmt in body):
+        raise _Rejected("the candidate has no assert statement")
+
+
+def _check_target(target: ast.expr) -> None:
+    if isinstance(target, ast.Name):
+        return
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            _check_target(element)
+        return
+    what = {ast.Attribute: "an attribute", ast.Subscript: "an item", ast.Starred: "a starred target"}.get(
+        type(target), "an expression")
+    raise _Rejected(f"assignment to {what} ({ast.unparse(target)}) is not allowed; only plain names may be assigned")
+
+
+class _Expressions(ast.NodeVisitor):
+    """Refuses denied expressions, names, attributes and strings; records the names an expression reads."""
+
+    def __init__(self) -> None:
+        self.loaded: set[str] = set()
+        self.bound: set[str] = set()  # comprehension variables (the only names an expression binds)
+
+    def statement(self, stmt: ast.stmt) -> set[str]:
+        """Check one top-level statement; return the names its test (or assigned value) reads."""
+        if isinstance(stmt, ast.Assert):
+            read = self.reads(stmt.test)
+            if stmt.msg is not None:
+                self.visit(stmt.msg)
+            return read
+        for target in stmt.targets:
+            self.visit(target)
+        return self.reads(stmt.value)
+
+    def reads(self, node: ast.expr) -> set[str]:
+        self.loaded, self.bound = set(), set()
+        self.visit(node)
+        return self.loaded - self.bound
+
+    def forbid(self, node: ast.expr) -> None:
+        raise _Rejected(f"{_EXPRESSIONS[type(node)]} is not allowed in an assertion")
+
+    visit_Lambda = visit_NamedExpr = visit_Yield = visit_YieldFrom = visit_Await = forbid
+
+    def visit_Name(self, node: ast.Name) -> None:
+        name = node.id
+        if name == "_" and isinstance(node.ctx, ast.Store):
+            return  # the throwaway loop variable: `all(f(G) for _ in range(3))`
+        if name.startswith("_"):
+            raise _Rejected(f"name '{name}' is not allowed in an assertion (names starting with '_' are private)")
+        if name in DENIED_BUILTINS or name in DENIED_MODULES:
+            raise _Rejected(f"name '{name}' is not allowed in an assertion")
+        if name == _TYPE:  # type(x) is handled in visit_Call and never gets here
+            raise _Rejected("name 'type' is allowed only as a call with one argument, type(x)")
+        (self.loaded if isinstance(node.ctx, ast.Load) else self.bound).add(name)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name) and node.func.id == _TYPE:
+            if len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
+                self.visit(node.args[0])
+                return
+            raise _Rejected("name 'type' is allowed only as a call with one argument, type(x)")
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.visit(node.value)  # the first offending thing in reading order is the one named
+        attr = node.attr
+        if attr.startswith("_"):
+            raise _Rejected(f"attribute '{attr}' is not allowed (dunder or private attributes)")
+        if attr in DENIED_ATTRIBUTES:
+            raise _Rejected(f"attribute '{attr}' is not allowed (it reaches attributes or frames by reflection)")
+        if attr in DENIED_MODULES:
+            raise _Rejected(f"attribute '{attr}' is not allowed (it names a module that reaches the process)")
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        value = node.value
+        if (isinstance(value, str) and "__" in value) or (isinstance(value, bytes) and b"__" in value):
+            raise _Rejected(f"string constants containing '__' are not allowed ({_short(repr(value))})")
+
+
+def _check_vacuity(body: list[ast.stmt], reads: list[set[str]], known_names: Collection[str]) -> None:
+    """Rule: every assert can fail for a reason the code under test controls."""
+    known = set(known_names)
+    for stmt, read in zip(body, reads):
+        if isinstance(stmt, ast.Assign):
+            # A candidate's own name is known only if its value comes from a known one.
+            names = {n.id for target in stmt.targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+            known = known | names if read & known else known - names
+            continue
+        if _always_fails(stmt.test):
+            continue
+        reason = _vacuous(stmt.test)
+        if reason is None and known_names and not read & known:
+            reason = "the test uses no name that the test's prefix or module provides, so it checks nothing of theirs"
+        if reason is not None:
+            raise _Rejected(f"vacuous assertion: {reason}")
+
+
+def _always_fails(test: ast.expr) -> bool:
+    """``assert False``, ``assert 0`` (the usual "never get here") and an empty display: never a pass."""
+    if isinstance(test, ast.Constant):
+        return isinstance(test.value, (bool, int, float, complex)) and not test.value
+    return _empty_display(test)
+
+
+def _vacuous(test: ast.expr) -> str | None:
+    if isinstance(test, ast.Constant):
+        return f"the test is the constant {_short(repr(test.value))}"
+    if isinstance(test, ast.Compare):  # whatever the operator: x != x tests nothing either
+        return _identical_sides(test, reflexive_only=False)
+    return _always_true(test)
+
+
+def _always_true(node: ast.expr) -> str | None:
+    """Why ``node`` is true whatever the code under test does, or None."""
+    if isinstance(node, ast.Constant) and node.value:
+        return f"the constant {_short(repr(node.value))} is always true"
+    if type(node) in _DISPLAYS and not _maybe_empty(node):
+        hint = " (write 'assert test, message' without parentheses)" if isinstance(node, ast.Tuple) else ""
+        return f"a non-empty {_DISPLAYS[type(node)]} is always true{hint}"
+    if isinstance(node, ast.GeneratorExp):
+        return "a generator expression is always true (did you mean all(...) or any(...)?)"
+    if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.Constant) and v.value for v in node.values):
+        return "an f-string with text in it is always true"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and _always_false(node.operand):
+        return f"'{_short(ast.unparse(node))}' is always true"
+    if isinstance(node, ast.Compare):
+        return _identical_sides(node, reflexive_only=True)
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        for value in node.values:
+            reason = _always_true(value)
+            if reason is not None:
+                return f"an operand of 'or' is always true: {reason}"
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) and all(map(_always_true, node.values)):
+        return "every operand of 'and' is always true"
+    return None
+
+
+def _always_false(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return not node.value
+    return _empty_display(node)
+
+
+def _empty_display(node: ast.expr) -> bool:
+    return type(node) in _DISPLAYS and not (node.keys if isinstance(node, ast.Dict) else node.elts)
+
+
+def _maybe_empty(display: ast.expr) -> bool:
+    """Whether a display could be empty: only unpackings in it (``(*xs,)``, ``{**d}``)."""
+    if isinstance(display, ast.Dict):
+        return all(key is None for key in display.keys)
+    return all(isinstance(element, ast.Starred) for element in display.elts)
+
+
+def _identical_sides(node: ast.Compare, reflexive_only: bool) -> str | None:
+    sides = [node.left, *node.comparators]
+    for left, op, right in zip(sides, node.ops, sides[1:]):
+        if (not reflexive_only or isinstance(op, _REFLEXIVE)) and _same(left, right):
+            return f"both sides of '{_OPERATORS[type(op)]}' are the same expression ({_short(ast.unparse(left))})"
+    return None
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two AST nodes are the same expression: what comparing ``ast.dump`` of each tells,
+    without building two strings for the common case of sides that differ near the top."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, ast.AST):
+        return all(_same(getattr(a, name), getattr(b, name)) for name in a._fields)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
