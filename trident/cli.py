@@ -9,24 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import ConfigError, dump_config, field_help, load_config
-
-
-@dataclass
-class ScoreConfig:
-    """`trident score`: verdicts for candidate assertions."""
-
-    tasks: Path = field(default=Path("runs/default/mine/tasks.jsonl"), metadata={"help": "task file from `trident mine`"})
-    candidates: Path = field(default=Path("candidates.jsonl"), metadata={"help": 'JSONL of {"task_id", "candidate"}'})
-    out: Path = field(default=Path("verdicts.jsonl"), metadata={"help": "verdict JSONL to write"})
-    mutants: bool = field(default=True, metadata={"help": "run passing candidates under the task's mutants"})
-    timeout_s: float = field(default=5.0, metadata={"help": "wall-clock limit of one execution"})
-    mutant_timeout_s: float = field(default=2.0, metadata={"help": "limit of one execution under a mutant"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
 def _run_mine(cfg: Any) -> int:
@@ -44,11 +31,17 @@ def _run_mine(cfg: Any) -> int:
     return 0
 
 
-def _run_score(cfg: ScoreConfig) -> int:
-    from sandbox.api import Limits, score_file
+def _score_config() -> type:
+    from sandbox.api import ScoreConfig
+
+    return ScoreConfig
+
+
+def _run_score(cfg: Any) -> int:
+    from sandbox.api import score_file
 
     counts = score_file(cfg.tasks, cfg.candidates, cfg.out, mutants=cfg.mutants, progress=cfg.progress,
-                        limits=Limits(timeout_s=cfg.timeout_s, mutant_timeout_s=cfg.mutant_timeout_s))
+                        limits=cfg.sandbox, workers=cfg.workers)
     print(f"scored {sum(counts.values())} candidates: " + json.dumps(counts, sort_keys=True) + f"\nverdicts: {cfg.out}")
     return 0
 
@@ -74,7 +67,7 @@ JOBS = (
          ("--out", "out", "task file to write"),
          ("--max-files", "max_files", "mine at most this many test files"),
          ("--max-tasks", "max_tasks", "keep at most this many tasks"))),
-    Job("score", "run candidate assertions against tasks and their mutants", lambda: ScoreConfig, _run_score,
+    Job("score", "run candidate assertions against tasks and their mutants", _score_config, _run_score,
         (("--tasks", "tasks", "task file"), ("--candidates", "candidates", "candidate JSONL"), ("--out", "out", "verdict JSONL"))),
     Job("sft", "stage 1: train the masked-diffusion model with its critic head", None, None),
     Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
@@ -110,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may come before and after the flags: argparse hands the later ones
+    # back as unknown, and they join the rest; anything else unknown is an error.
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = list(getattr(args, "overrides", None) or []) + extra
     if args.job is None:
         parser.print_help()
         return 2

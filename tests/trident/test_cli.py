@@ -65,6 +65,12 @@ def test_mine_and_score_end_to_end(tmp_path):
     assert [g["status"] for g in got] == ["passed", "failed"]
     assert got[0]["mutants"] == len(tasks[0]["mutants"]) and len(got[0]["kills"]) == len(tasks[0]["mutants"])
     assert set(got[0]) >= {"task_id", "candidate", "status", "reason", "kills", "mutants", "tier", "seconds"}
+    assert got[0]["tier"] in ("rlimits", "namespaces")  # the default floor is rlimits
+
+
+def test_score_with_a_bad_tier_names_the_choices(tmp_path):
+    r = trident("score", "sandbox.min_tier=strong")
+    assert r.returncode == 2 and "sandbox.min_tier" in r.stderr and "namespaces" in r.stderr, r.stderr
 
 
 def test_score_with_unknown_task_id(tmp_path):
@@ -89,3 +95,10 @@ def test_shipped_presets_load():
         cfg = load_config(MineConfig, root / name)
         assert cfg.package == "networkx"
     assert load_config(MineConfig, root / "mine.yaml") == MineConfig()  # the preset states the defaults
+
+
+def test_overrides_may_come_before_and_after_flags(tmp_path):
+    r = trident("mine", "progress=false", "--out", str(tmp_path / "t.jsonl"), "max_files=0")
+    assert r.returncode == 0, r.stderr
+    r = trident("mine", "--out", str(tmp_path / "t.jsonl"), "--no-such-flag")
+    assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
