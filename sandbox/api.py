@@ -1,40 +1,81 @@
 """The sandbox's Python API: ``execute`` candidates for a task, ``score_file`` for the CLI.
 
-Execution goes through a :class:`~sandbox.zygote.ZygoteServer` per package, started on first
-use and kept for the life of the process.
+Untrusted candidates pass the static gate (:mod:`sandbox.gate`), then run confined
+(:mod:`sandbox.isolation`) in children of zygotes (:mod:`sandbox.zygote`); under a mutant they
+run in a zygote of that mutant. ``execute`` uses one server per package and limits, started on
+first use and kept for the life of the process; :class:`sandbox.pool.Pool` spreads many tasks
+over several.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .execution import Verdict
+from .isolation import TIERS, Confinement, Tier
 from .tasks import Task, TaskFormatError, load_tasks
 from .zygote import ZygoteServer, job_for
-
-TIER = "none"  # the execution core isolates by fork only; hardened tiers come with the sandbox
 
 
 @dataclass
 class Limits:
-    """Per-candidate limits."""
+    """Per-candidate limits and the isolation to run candidates under."""
 
     timeout_s: float = field(default=5.0, metadata={"help": "wall-clock limit of one execution"})
     mutant_timeout_s: float = field(default=2.0, metadata={"help": "limit of one execution under a mutant"})
+    memory_mb: int = field(default=2048, metadata={"help": "address space a child may add to its zygote's"})
+    file_mb: int = field(default=64, metadata={"help": "largest file a child may write (and size of its private tmpfs)"})
+    open_files: int = field(default=64, metadata={"help": "open files per child"})
+    processes: int = field(default=32, metadata={"help": "processes per child (its own uid as root)"})
+    tier: Tier = field(default="namespaces", metadata={"help": "strongest isolation tier to use (docs/sandbox.md)"})
+    min_tier: Tier = field(default="rlimits", metadata={"help": "refuse to run below this tier"})
+    gate: bool = field(default=True, metadata={"help": "check candidates with the static gate before running them"})
+
+    def __post_init__(self) -> None:
+        for name in ("tier", "min_tier"):
+            if getattr(self, name) not in TIERS:
+                raise ValueError(f"{name} must be one of {', '.join(TIERS)}, not {getattr(self, name)!r}")
+        if TIERS.index(self.tier) < TIERS.index(self.min_tier):
+            raise ValueError(f"tier ({self.tier}) is below min_tier ({self.min_tier})")
+
+    def sandbox(self) -> dict[str, Any]:
+        """What a zygote server needs to confine runs (see ``sandbox.zygote.serve``)."""
+        confinement = Confinement(memory_mb=self.memory_mb, file_mb=self.file_mb, open_files=self.open_files,
+                                  processes=self.processes, cpu_s=math.ceil(max(self.timeout_s, self.mutant_timeout_s)) + 1)
+        fields = asdict(confinement)
+        for name in ("tier", "own_uid", "user_processes"):  # the server's probe decides these
+            fields.pop(name)
+        return {"want": self.tier, "min_tier": self.min_tier, "limits": fields}
 
 
-_SERVERS: dict[str, ZygoteServer] = {}
+@dataclass
+class ScoreConfig:
+    """`trident score`: verdicts for candidate assertions."""
+
+    tasks: Path = field(default=Path("runs/default/mine/tasks.jsonl"), metadata={"help": "task file from `trident mine`"})
+    candidates: Path = field(default=Path("candidates.jsonl"), metadata={"help": 'JSONL of {"task_id", "candidate"}'})
+    out: Path = field(default=Path("verdicts.jsonl"), metadata={"help": "verdict JSONL to write"})
+    mutants: bool = field(default=True, metadata={"help": "run passing candidates under the task's mutants"})
+    workers: int = field(default=0, metadata={"help": "sandbox worker processes; 0 = one per core"})
+    sandbox: Limits = field(default_factory=Limits, metadata={"help": "limits and isolation of each execution"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
-def _server(package: str) -> ZygoteServer:
-    server = _SERVERS.get(package)
+_SERVERS: dict[tuple[str, str], ZygoteServer] = {}
+
+
+def server_for(package: str, limits: Limits) -> ZygoteServer:
+    """This process's server for ``package`` under ``limits`` (started on first use)."""
+    key = (package, json.dumps(limits.sandbox(), sort_keys=True))
+    server = _SERVERS.get(key)
     if server is None or not server.alive():
-        server = _SERVERS[package] = ZygoteServer(package)
+        server = _SERVERS[key] = ZygoteServer(package, limits.sandbox())
     return server
 
 
@@ -49,20 +90,26 @@ def execute(task: Task, candidates: Sequence[str], *, mutants: bool = True, limi
     """Run each candidate in ``task``'s slot; with ``mutants``, a passing one also runs under
     each of the task's mutants, and ``kills`` lists the ids of those it killed."""
     limits = limits or Limits()
-    server = _server(task.package)
-    jobs = [job_for(task, c, timeout=limits.timeout_s) for c in candidates]
+    return execute_on(server_for(task.package, limits), task, candidates, mutants=mutants, limits=limits)
+
+
+def execute_on(server: ZygoteServer, task: Task, candidates: Sequence[str], *, mutants: bool, limits: Limits) -> list[Verdict]:
+    """:func:`execute` on a given server (the pool's workers each have one)."""
+    jobs = [job_for(task, c, timeout=limits.timeout_s, gate=limits.gate) for c in candidates]
     verdicts = server.run(task.test_module, jobs)
-    for v in verdicts:
-        v.tier = TIER
     if mutants and task.mutants:
         passing = [i for i, v in enumerate(verdicts) if v.status == "passed"]
-        mjobs = [job_for(task, candidates[i], timeout=limits.mutant_timeout_s, mutant=m) for i in passing for m in task.mutants]
+        mjobs = [job_for(task, candidates[i], timeout=limits.mutant_timeout_s, mutant=m, gate=limits.gate)
+                 for i in passing for m in task.mutants]
         results = server.run(task.test_module, mjobs) if mjobs else []
         for k, i in enumerate(passing):
             chunk = results[k * len(task.mutants) : (k + 1) * len(task.mutants)]
             if any(r.status == "infra" for r in chunk):
-                verdicts[i] = Verdict("infra", next(r.reason for r in chunk if r.status == "infra"), verdicts[i].seconds, tier=TIER)
+                reason = next(r.reason for r in chunk if r.status == "infra")
+                verdicts[i] = Verdict("infra", f"under a mutant: {reason}", verdicts[i].seconds, tier=verdicts[i].tier)
                 continue
+            # A kill is an AssertionError raised by the candidate's own line ("failed"); a
+            # timeout, a crash or any other exception under a mutant is not.
             verdicts[i].kills = [m.id for m, r in zip(task.mutants, chunk) if r.status == "failed"]
             verdicts[i].mutants = len(task.mutants)
             verdicts[i].seconds += sum(r.seconds for r in chunk)
@@ -89,8 +136,10 @@ def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def score_file(tasks_path: str | os.PathLike, candidates_path: str | os.PathLike, out: str | os.PathLike,
-               *, mutants: bool = True, limits: Limits | None = None, progress: bool = True) -> dict[str, int]:
-    """``trident score``: verdicts for a candidate file, one output line per input line."""
+               *, mutants: bool = True, limits: Limits | None = None, progress: bool = True,
+               workers: int = 0) -> dict[str, int]:
+    """``trident score``: verdicts for a candidate file, one output line per input line, from a
+    :class:`~sandbox.pool.Pool` of ``workers`` processes (0: one per core)."""
     from tqdm import tqdm
 
     tasks = {t.id: t for t in load_tasks(tasks_path)}
@@ -102,11 +151,14 @@ def score_file(tasks_path: str | os.PathLike, candidates_path: str | os.PathLike
     for i, r in enumerate(rows):
         by_task.setdefault(r["task_id"], []).append(i)
     verdicts: list[Verdict | None] = [None] * len(rows)
-    with tqdm(total=len(rows), unit="cand", desc="scoring", disable=not progress) as bar:
-        for task_id, idx in by_task.items():
-            for i, v in zip(idx, execute(tasks[task_id], [rows[i]["candidate"] for i in idx], mutants=mutants, limits=limits)):
+    items = [(tasks[task_id], [rows[i]["candidate"] for i in idx]) for task_id, idx in by_task.items()]
+    from .pool import Pool
+
+    with tqdm(total=len(rows), unit="cand", desc="scoring", disable=not progress) as bar, \
+            Pool(workers, limits) as pool:
+        for idx, row in zip(by_task.values(), pool.score(items, mutants=mutants, on_done=bar.update)):
+            for i, v in zip(idx, row):
                 verdicts[i] = v
-            bar.update(len(idx))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+from .isolation import Confinement, confine, set_parent_death_signal
+
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
 MAX_RECORD_BYTES = 1 << 20  # a verdict record is small; anything bigger is not one
 MAX_REASON_CHARS = 2000
@@ -298,20 +300,10 @@ def _call_optional_arg(fn: Callable, arg: Any) -> None:
 
 # --------------------------------------------------------------------------- the child
 
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-
-
 def die_with_parent(parent: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so an interrupted
     run leaves no zygote or child behind. Exits at once if the parent is already gone."""
-    global _libc
-    if sys.platform.startswith("linux"):
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
 
@@ -414,6 +406,12 @@ class _CallCounter:
             self.inner(frame, event, arg)
 
 
+# The first byte a child writes says whether it got as far as the candidate: CONFINED, then the
+# JSON record; or UNCONFINED, then why the sandbox could not be set up (an ``infra`` verdict).
+# A candidate runs only after CONFINED is written, so it cannot claim the sandbox failed.
+CONFINED, UNCONFINED = b"\x01", b"\x00"
+
+
 def _send(w: int, record: dict[str, Any]) -> NoReturn:
     """Write the child's record to the pipe and exit."""
     record["reason"] = str(record.get("reason", ""))[:MAX_REASON_CHARS]
@@ -468,6 +466,7 @@ def _child_main(
     messages: bool,
     cpu_limit: float | None,
     call_budget: int | None,
+    confinement: Confinement | None,
 ) -> NoReturn:
     """Body of the forked child; never returns."""
     record: dict[str, Any]
@@ -486,6 +485,13 @@ def _child_main(
             sys.modules["numpy"].random.seed(seed)
         if prepare is not None:
             prepare()
+        try:
+            if confinement is not None:
+                confine(confinement, tmp)
+        except BaseException as exc:  # noqa: BLE001
+            os.write(w, UNCONFINED + f"{type(exc).__name__}: {exc}".encode()[:MAX_REASON_CHARS])
+            os._exit(0)
+        os.write(w, CONFINED)
         if cpu_limit:
             # CPU time, unlike wall time, does not grow when the machine is busy, so a limit on
             # it gives the same verdict from run to run; SIGPROF's default action kills.
@@ -537,6 +543,7 @@ def run_forked(
     messages: bool = True,
     cpu_limit: float | None = None,
     call_budget: int | None = None,
+    confinement: Confinement | None = None,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
@@ -548,7 +555,9 @@ def run_forked(
     :meth:`SlotProgram.build`. ``cpu_limit``: CPU seconds after which the child is killed
     (status ``timeout``), on top of the wall-clock ``timeout``. ``call_budget``: count the
     calls the test makes (``Verdict.events``) and stop it with status ``timeout`` past this
-    many — a limit that, unlike time, gives the same verdict on every run.
+    many — a limit that, unlike time, gives the same verdict on every run. ``confinement``:
+    the isolation the child enters before it builds the candidate (``sandbox.isolation``);
+    the verdict records its tier.
     """
     tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
@@ -564,7 +573,8 @@ def run_forked(
     if pid == 0:  # child
         os.close(r)
         die_with_parent(parent)
-        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget)
+        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget,
+                    confinement)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child; whoever runs first wins the race
@@ -577,12 +587,16 @@ def run_forked(
         _kill_group(pid)
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.monotonic() - start
+    tier = confinement.tier if confinement is not None else "none"
+    if data.startswith(UNCONFINED):
+        return Verdict("infra", f"sandbox set-up failed: {data[1:].decode(errors='replace')}", seconds, tier=tier)
     if timed_out:
-        return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds)
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGPROF:
-        return Verdict("timeout", f"CPU limit of {cpu_limit:g}s reached; killed", seconds, cpu_seconds=cpu)
-    verdict, imports = _verdict_from(data, status, seconds)
+        return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds, tier=tier)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGPROF, signal.SIGXCPU):
+        return Verdict("timeout", "CPU limit reached; killed", seconds, cpu_seconds=cpu, tier=tier)
+    verdict, imports = _verdict_from(data[1:] if data.startswith(CONFINED) else b"", status, seconds)
     verdict.cpu_seconds = cpu
+    verdict.tier = tier
     if learn_imports:
         _import_quietly(imports)
     return verdict

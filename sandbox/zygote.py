@@ -16,6 +16,7 @@ set iteration order — and so every verdict — is the same from run to run.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import json
@@ -28,14 +29,16 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, Callable, NamedTuple
 
 from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked
+from .isolation import TIERS, Confinement, enter_namespaces, probe, scrubbed_environment
 from .mutants import MutantError, Patcher
 from .tasks import Mutant, Task
 
 
 WARMUP_TIMEOUT_S = 10.0
+MAX_MUTANT_ZYGOTES = 32  # per module zygote
 
 
 class SandboxError(RuntimeError):
@@ -66,8 +69,9 @@ class SlotRef(NamedTuple):
 
 def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
             trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None,
-            call_budget: int | None = None) -> dict[str, Any]:
-    """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot."""
+            call_budget: int | None = None, gate: bool = False) -> dict[str, Any]:
+    """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot. ``gate``:
+    the candidate is untrusted and must pass the static gate first."""
     return {
         "test_class": task.test_class,
         "test_name": task.test_name,
@@ -81,20 +85,23 @@ def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mut
         "messages": messages,
         "cpu_limit": cpu_limit,
         "call_budget": call_budget,
+        "gate": gate,
     }
 
 
 class ModuleZygote:
     """A process that has imported one test module; runs jobs by forking."""
 
-    def __init__(self, package: str, module: str):
+    def __init__(self, package: str, module: str, confinement: Confinement | None = None):
         self.package = package
+        self.confinement = confinement  # applied to every child that runs a job (None: trusted use)
         self.package_dir = package_dir(package)
         self.module = importlib.import_module(module)
         self.module_name = module
         self.patcher = Patcher(self.package_dir)
         self._programs: dict[tuple, SlotProgram] = {}
         self._warmed: set[tuple[str | None, str]] = set()
+        self._known: dict[tuple, frozenset[str]] = {}
 
     def program(self, test_class: str | None, test_name: str, slot: int) -> SlotProgram:
         """The slot program, built once. The first one of each test function runs the test's
@@ -108,13 +115,39 @@ class ModuleZygote:
             self._programs[key] = prog
         return self._programs[key]
 
+    def known_names(self, prog: SlotProgram) -> frozenset[str]:
+        """Names a candidate may build on: the test module's globals, the test function's
+        parameters and what its prefix binds (for the static gate's vacuity rule)."""
+        key = (prog.func.__qualname__, prog.node.lineno, prog.slot)
+        if key not in self._known:
+            names = set(prog.globals)
+            a = prog.node.args
+            names.update(arg.arg for arg in a.posonlyargs + a.args + a.kwonlyargs)
+            for stmt in prog.node.body[: prog.slot]:
+                for n in ast.walk(stmt):
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                        names.add(n.id)
+                    elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                        names.update((alias.asname or alias.name).split(".")[0] for alias in n.names)
+                    elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                        names.add(n.name)
+            self._known[key] = frozenset(names)
+        return self._known[key]
+
     def run(self, job: dict[str, Any]) -> Verdict:
+        tier = self.confinement.tier if self.confinement is not None else "none"
         try:
             prog = self.program(job["test_class"], job["test_name"], job["slot"])
         except (SlotError, OSError, SyntaxError) as err:
-            return Verdict("infra", f"cannot rebuild the test: {err}")
+            return Verdict("infra", f"cannot rebuild the test: {err}", tier=tier)
         if job.get("prefix") is not None and job["prefix"] != prog.prefix_text:
-            return Verdict("infra", "the task's prefix differs from the installed test; re-mine the tasks for this library version")
+            return Verdict("infra", "the task's prefix differs from the installed test; re-mine the tasks for this library version", tier=tier)
+        if job.get("gate"):
+            from . import gate  # untrusted candidates only; mining never needs it
+
+            reason = gate.check(job["candidate"], self.known_names(prog))
+            if reason is not None:
+                return Verdict("rejected", reason, tier=tier)
         prepare = None
         if job.get("mutant"):
             m = job["mutant"]
@@ -125,7 +158,8 @@ class ModuleZygote:
         trace = (str(self.package_dir), set(job["trace"])) if job.get("trace") else None
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
-                          cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"))
+                          cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"),
+                          confinement=self.confinement)
 
 
 # --------------------------------------------------------------------------- server side
@@ -137,9 +171,10 @@ def _write(fh: BinaryIO, obj: Any) -> None:
 
 
 class _ZygoteChild:
-    """The server's handle on a forked module zygote serving ``run`` requests."""
+    """A forked zygote serving ``run`` requests over a pair of pipes: a module zygote (child of
+    the server) or a mutant zygote (child of a module zygote). ``loop(r, w)`` is its main loop."""
 
-    def __init__(self, package: str, module: str, keep: tuple[int, ...]):
+    def __init__(self, loop: Callable[[int, int], None], keep: tuple[int, ...]):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         parent = os.getpid()
@@ -150,19 +185,24 @@ class _ZygoteChild:
             os.close(rep_r)
             for fd in keep:
                 os.close(fd)
-            _zygote_loop(package, module, req_r, rep_w)
-            os._exit(0)
+            try:
+                loop(req_r, rep_w)
+            finally:
+                os._exit(0)
         os.close(req_r)
         os.close(rep_w)
         self.pid = pid
         self.w = os.fdopen(req_w, "wb")
         self.r = os.fdopen(rep_r, "rb")
 
+    def fds(self) -> tuple[int, int]:
+        return self.w.fileno(), self.r.fileno()
+
     def request(self, jobs: list[dict], deadline: float) -> list[dict]:
         _write(self.w, {"jobs": jobs})
         line = _readline_before(self.r, deadline)
         if not line:
-            raise SandboxError("module zygote died or hung")
+            raise SandboxError("zygote died or hung")
         return json.loads(line)["verdicts"]
 
     def close(self) -> None:
@@ -179,6 +219,38 @@ class _ZygoteChild:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+class _ZygoteCache:
+    """Forked zygotes by key, least recently used evicted beyond ``size``; a zygote that fails a
+    request is closed and its jobs get ``infra`` verdicts."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict[str, _ZygoteChild] = OrderedDict()
+
+    def request(self, key: str, start: Callable[[], _ZygoteChild], jobs: list[dict]) -> list[dict]:
+        deadline = time.monotonic() + sum(float(j["timeout"]) + 1.0 for j in jobs) + 60.0
+        child = self.items.pop(key, None)
+        try:
+            child = child or start()
+            self.items[key] = child
+            verdicts = child.request(jobs, deadline)
+        except (SandboxError, OSError, ValueError) as err:
+            self.items.pop(key, None)
+            if child is not None:
+                child.close()
+            verdicts = [Verdict("infra", str(err)).to_dict() for _ in jobs]
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)[1].close()
+        return verdicts
+
+    def fds(self) -> tuple[int, ...]:
+        return tuple(fd for child in self.items.values() for fd in child.fds())
+
+    def close(self) -> None:
+        while self.items:
+            self.items.popitem()[1].close()
 
 
 def _readline_before(fh: BinaryIO, deadline: float) -> bytes:
@@ -198,26 +270,77 @@ def _readline_before(fh: BinaryIO, deadline: float) -> bytes:
     return buf
 
 
-def _zygote_loop(package: str, module: str, r: int, w: int) -> None:
+def _serve_jobs(r: int, w: int, handle: Callable[[list[dict]], list[dict]]) -> None:
+    """Answer ``{"jobs": [...]}`` lines on ``r`` with ``{"verdicts": [...]}`` lines on ``w``."""
     rf = os.fdopen(r, "rb")
     wf = os.fdopen(w, "wb")
+    for line in rf:
+        _write(wf, {"verdicts": handle(json.loads(line)["jobs"])})
+
+
+def _zygote_loop(package: str, module: str, r: int, w: int, confinement: Confinement | None) -> None:
+    """A module zygote: runs unmutated jobs itself and hands each mutant's jobs to a zygote of
+    that mutant, forked from this one with the mutant applied. A child therefore starts from a
+    process that is already the mutated library — nothing in it (arguments, environment,
+    module state) says which mutant is active, or that one is."""
     try:
-        zygote: ModuleZygote | None = ModuleZygote(package, module)
+        zygote: ModuleZygote | None = ModuleZygote(package, module, confinement)
         load_error = ""
     except BaseException as exc:  # noqa: BLE001 - pytest.skip at import is a BaseException
         zygote = None
         load_error = f"cannot import {module}: {type(exc).__name__}: {exc}"
-    for line in rf:
-        jobs = json.loads(line)["jobs"]
+    mutants = _ZygoteCache(MAX_MUTANT_ZYGOTES)
+
+    def handle(jobs: list[dict]) -> list[dict]:
         if zygote is None:
-            verdicts = [Verdict("infra", load_error).to_dict() for _ in jobs]
-        else:
-            verdicts = [zygote.run(job).to_dict() for job in jobs]
-        _write(wf, {"verdicts": verdicts})
+            return [Verdict("infra", load_error).to_dict() for _ in jobs]
+        verdicts: list[dict | None] = [None] * len(jobs)
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if job.get("mutant"):
+                groups.setdefault(job["mutant"]["id"], []).append(i)
+            else:
+                verdicts[i] = zygote.run(job).to_dict()
+        for idx in groups.values():
+            m = jobs[idx[0]]["mutant"]
+            # The programs a mutant zygote needs are built here first, so it inherits them.
+            for i in idx:
+                try:
+                    zygote.program(jobs[i]["test_class"], jobs[i]["test_name"], jobs[i]["slot"])
+                except (SlotError, OSError, SyntaxError):
+                    pass
+            key = json.dumps(m, sort_keys=True)
+            plain = [{**jobs[i], "mutant": None} for i in idx]
+            keep = (r, w) + mutants.fds()
+            start = lambda: _ZygoteChild(lambda mr, mw: _mutant_loop(zygote, m, mr, mw), keep)  # noqa: E731
+            for i, v in zip(idx, mutants.request(key, start, plain)):
+                verdicts[i] = v
+        return verdicts  # type: ignore[return-value]
+
+    try:
+        _serve_jobs(r, w, handle)
+    finally:
+        mutants.close()
+
+
+def _mutant_loop(zygote: ModuleZygote, m: dict, r: int, w: int) -> None:
+    """A mutant zygote: applies the mutant to this process's library once, then serves jobs."""
+    try:
+        zygote.patcher.prepare(Mutant(**{**m, "span": tuple(m["span"])}))()
+        error = ""
+    except (MutantError, TypeError) as err:
+        error = str(err)
+    _serve_jobs(r, w, lambda jobs: [Verdict("infra", error).to_dict() if error else zygote.run(job).to_dict() for job in jobs])
 
 
 def serve(package: str, max_zygotes: int = 8) -> None:
-    """Main loop of a server process (``python -m sandbox.zygote PACKAGE``)."""
+    """Main loop of a server process (``python -m sandbox.zygote PACKAGE``).
+
+    Runs are confined as ``TRIDENT_SANDBOX`` (JSON: ``want`` and ``min_tier`` tiers and the
+    :class:`~sandbox.isolation.Confinement` limits) asks: the best tier up to ``want`` that
+    this machine allows, probed once here; below ``min_tier`` the server refuses to start.
+    Mining (trusted code) is not confined.
+    """
     proto_in = os.fdopen(os.dup(0), "rb")
     proto_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -229,37 +352,36 @@ def serve(package: str, max_zygotes: int = 8) -> None:
     except BaseException as exc:  # noqa: BLE001
         _write(proto_out, {"error": f"cannot import {package}: {type(exc).__name__}: {exc}"})
         return
-    _write(proto_out, {"ready": True, "pid": os.getpid()})
-    zygotes: OrderedDict[str, _ZygoteChild] = OrderedDict()
+    wanted = json.loads(os.environ.get("TRIDENT_SANDBOX") or "{}")
+    confinement, failures = probe(str(package_dir(package)), wanted.get("want", "none"), Confinement(**wanted.get("limits", {})))
+    min_tier = wanted.get("min_tier", "none")
+    if TIERS.index(confinement.tier) < TIERS.index(min_tier):
+        why = "; ".join(f"{t}: {e}" for t, e in failures.items()) or "not tried"
+        _write(proto_out, {"error": f"the sandbox can only run at tier '{confinement.tier}' here, below min_tier "
+                                    f"'{min_tier}' ({why}). Run as root (or with CAP_SYS_ADMIN) for namespaces, "
+                                    f"or lower min_tier."})
+        return
+    try:
+        enter_namespaces(confinement)
+    except OSError as err:
+        _write(proto_out, {"error": f"cannot enter the sandbox's namespaces: {err}"})
+        return
+    _write(proto_out, {"ready": True, "pid": os.getpid(), "tier": confinement.tier, "tier_failures": failures})
+    zygotes = _ZygoteCache(max_zygotes)
     for line in proto_in:
         req = json.loads(line)
         op = req.get("op")
         if op == "run":
             module = req["module"]
-            jobs = req["jobs"]
-            deadline = time.monotonic() + sum(float(j["timeout"]) + 1.0 for j in jobs) + 60.0
-            reply: dict[str, Any]
-            child = zygotes.pop(module, None)
-            try:
-                child = child or _ZygoteChild(package, module, keep)
-                zygotes[module] = child
-                reply = {"verdicts": child.request(jobs, deadline)}
-            except (SandboxError, OSError, ValueError) as err:
-                zygotes.pop(module, None)
-                if child is not None:
-                    child.close()
-                reply = {"verdicts": [Verdict("infra", str(err)).to_dict() for _ in jobs]}
-            while len(zygotes) > max_zygotes:
-                zygotes.popitem(last=False)[1].close()
-            _write(proto_out, reply)
+            start = lambda: _ZygoteChild(lambda r, w: _zygote_loop(package, module, r, w, confinement), keep + zygotes.fds())  # noqa: E731
+            _write(proto_out, {"verdicts": zygotes.request(module, start, req["jobs"])})
         elif op == "mine":
-            _write(proto_out, _mine_in_fork(package, req, keep))
+            _write(proto_out, _mine_in_fork(package, req, keep + zygotes.fds()))
         elif op == "ping":
             _write(proto_out, {"pong": True})
         else:
             _write(proto_out, {"error": f"unknown op {op!r}"})
-    for child in zygotes.values():
-        child.close()
+    zygotes.close()
 
 
 def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, Any]:
@@ -311,20 +433,25 @@ def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, A
 class ZygoteServer:
     """Client handle of one server process for ``package``."""
 
-    def __init__(self, package: str):
+    def __init__(self, package: str, sandbox: dict[str, Any] | None = None, max_zygotes: int = 8):
+        """``sandbox``: how runs are confined (see :func:`serve`); None runs them unconfined.
+        ``max_zygotes``: module zygotes the server keeps (least recently used evicted)."""
         package_dir(package)  # a clear error before any process starts
         self.package = package
         self._log = tempfile.NamedTemporaryFile(prefix="trident-zygote-", suffix=".log", delete=False)
-        env = {**os.environ, "PYTHONHASHSEED": "0", "TRIDENT_CLIENT_PID": str(os.getpid())}
+        env = scrubbed_environment({"PYTHONHASHSEED": "0", "TRIDENT_CLIENT_PID": str(os.getpid()),
+                                    "TRIDENT_SANDBOX": json.dumps(sandbox or {})})
         # -P: do not put the working directory on sys.path, where a folder could shadow the library.
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "sandbox.zygote", package],
+            [sys.executable, "-P", "-m", "sandbox.zygote", package, str(max_zygotes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
         )
         hello = self._read()
         if "error" in hello:
             self.close()
             raise SandboxError(hello["error"])
+        self.tier: str = hello.get("tier", "none")
+        self.tier_failures: dict[str, str] = hello.get("tier_failures", {})
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -378,4 +505,4 @@ class ZygoteServer:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 8)

@@ -29,13 +29,16 @@ def test_tasks_are_verified_and_carry_killing_mutants(mined):
         assert t.package == "networkx" and t.test_module.startswith("networkx.algorithms.tests.test_")
     assert any(t.mutants for t in tasks)
     # Every kept mutant is killed by its task's target under the real execution path.
-    from sandbox.api import execute
+    from sandbox.api import Limits, execute
 
     t = next(t for t in tasks if t.mutants)
     [v] = execute(t, [t.target])
     assert v.status == "passed" and set(v.kills) == {m.id for m in t.mutants}
-    [vacuous] = execute(t, ["assert True"])
+    # A vacuous assert passes everywhere, so it kills nothing (the gate would not even run it).
+    [vacuous] = execute(t, ["assert True"], limits=Limits(gate=False))
     assert vacuous.status == "passed" and vacuous.kills == []
+    [gated] = execute(t, ["assert True"])
+    assert gated.status == "rejected" and "vacuous" in gated.reason
 
 
 def test_rerun_is_byte_identical(mined, tmp_path):
