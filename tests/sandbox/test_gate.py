@@ -7,7 +7,7 @@ import pytest
 
 from sandbox.gate import MAX_CHARS, MAX_STATEMENTS, check
 
-KNOWN = frozenset({"G", "nx", "x", "self"})
+KNOWN = frozenset({"G", "nx", "x", "self", "_helper_known"})
 
 # (id, candidate, fragment the reason must contain)
 REJECTED = [
@@ -65,9 +65,9 @@ REJECTED = [
     ("type-as-value", "t = type\nassert t(G)", "type(x)"),
     ("type-keywords", "assert type(G, x=1)", "type(x)"),
     # Attributes and strings.
-    ("dunder-class", "assert G.__class__", "attribute '__class__' is not allowed (dunder or private attributes)"),
+    ("dunder-class", "assert G.__class__", "attribute '__class__' is not allowed (dunder attributes)"),
     ("subclasses", "assert ().__class__.__bases__[0].__subclasses__()", "attribute '__class__' is not allowed"),
-    ("private", "assert G._adj", "attribute '_adj' is not allowed"),
+    ("private-name", "assert _helper(G)", "name '_helper' is not allowed"),
     ("code-of-mutant", "assert nx.cycle_basis.__code__.co_code", "attribute '__code__' is not allowed"),
     ("format-escape", 'assert "{0.__class__}".format(G)', "string constants containing '__'"),
     ("format-attribute", "assert G.format", "attribute 'format' is not allowed"),
@@ -81,8 +81,8 @@ REJECTED = [
     ("message-checked", "assert G, eval('1')", "name 'eval' is not allowed"),
     ("message-dunder", "assert G, G.__dict__", "attribute '__dict__' is not allowed"),
     # Expressions.
-    ("lambda", "assert (lambda: 1)()", "a lambda is not allowed"),
-    ("lambda-compare", "assert G == (lambda g: True)", "a lambda is not allowed"),
+    ("lambda-dunder", "assert sorted(G, key=lambda n: n.__class__)", "attribute '__class__' is not allowed"),
+    ("lambda-no-known", "assert (lambda: 1)()", "vacuous assertion"),
     ("walrus", "assert (n := len(G)) == 4", "assignment expression"),
     # Vacuous.
     ("true", "assert True", "vacuous assertion: the test is the constant True"),
@@ -95,7 +95,10 @@ REJECTED = [
     ("dict", "assert {'a': G}", "vacuous assertion: a non-empty dict is always true"),
     ("generator", "assert (n for n in G)", "vacuous assertion: a generator expression is always true"),
     ("same-sides", "assert x == x", "vacuous assertion: both sides of '==' are the same expression (x)"),
-    ("same-calls", "assert nx.density(G) is nx.density(G)", "both sides of 'is' are the same expression"),
+    ("same-attributes", "assert G.graph is G.graph", "both sides of 'is' are the same expression"),
+    ("pytest-other", "assert pytest.raises(ValueError)", "name 'pytest' is not allowed"),
+    ("dunder-dict", "assert G.__dict__", "attribute '__dict__' is not allowed"),
+    ("hasattr-dunder-elsewhere", "assert hasattr(G, 'x') and '__class__' in G", "string constants containing '__'"),
     ("same-chained", "assert 0 < x <= x", "both sides of '<=' are the same expression"),
     ("same-not-equal", "assert G != G", "both sides of '!=' are the same expression"),
     ("or-true", "assert G.order() or True", "vacuous assertion: an operand of 'or' is always true"),
@@ -115,6 +118,16 @@ REJECTED = [
 # Real networkx test styles, each with KNOWN as the names the prefix and module provide.
 ACCEPTED = [
     "assert nx.is_connected(G)",
+    # Real networkx targets: private state, the module's private helpers, pytest.approx,
+    # descriptive dunders, cached views.
+    "assert G._adj == {0: {}}",
+    "assert _helper_known(G)",
+    "assert x == pytest.approx(1.083, abs=1e-3)",
+    "assert str(G) == f'{type(G).__name__} with 3 nodes'",
+    "assert id(G.edges) == id(G.edges)",
+    "assert list(nx.lexicographical_topological_sort(G, key=lambda x: x)) == [1, 2]",
+    'assert not hasattr(G, "_graph")',
+    'assert not hasattr(G, "__setitem__")',
     "assert all(nx.is_connected(G) for _ in range(3))",
     "assert sorted(nx.cycle_basis(G)) == [[0, 1, 2]]",
     "assert len(G) == 4 and G.number_of_edges() == 3",

@@ -48,7 +48,7 @@ HOSTILE = [
     ("fork-bomb", "import os\nwhile True:\n    os.fork()", {"rejected"}),
     ("memory-bomb", "assert G != bytearray(10 ** 12)", {"error"}),
     ("infinite-loop", "assert all(G for _ in iter(int, 1))", {"timeout"}),
-    ("deep-recursion", "f = lambda n: f(n + 1)\nassert f(0) == G", {"rejected"}),
+    ("deep-recursion", "f = lambda n: f(n + 1)\nassert f(0) == G", {"error"}),
     ("stdout-flood", "assert print('PASSED ' * 10 ** 7) == G", {"failed"}),
     ("disk-fill", "assert open('fill', 'wb').write(b'0' * 10 ** 10)", {"rejected"}),
     ("network-connect", "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nassert True", {"rejected"}),
@@ -100,11 +100,27 @@ UNGATED = {
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
+def tasks(tmp_path_factory):
     out = tmp_path_factory.mktemp("mine") / "tasks.jsonl"
     mine(MineConfig(out=out, files=["algorithms/tests/test_cycles.py"], workers=1, max_tasks=40, progress=False))
+    return load_tasks(out)
+
+
+@pytest.fixture(scope="module")
+def task(tasks):
     # A slot whose prefix binds G and whose target kills mutants.
-    return next(t for t in load_tasks(out) if t.mutants and "G = " in t.prefix and "cycle_basis" in t.prefix)
+    return next(t for t in tasks if t.mutants and "G = " in t.prefix and "cycle_basis" in t.prefix)
+
+
+def test_known_good_targets_pass_and_kill_their_mutants(tasks):
+    from sandbox.pool import Pool
+
+    with Pool(workers=2) as pool:
+        rows = pool.score([(t, [t.target]) for t in tasks])
+        assert pool.tier in ("rlimits", "namespaces")
+    bad = [(t.id, v.status, v.reason[:80]) for t, [v] in zip(tasks, rows)
+           if v.status != "passed" or set(v.kills) != {m.id for m in t.mutants}]
+    assert not bad
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +141,8 @@ def _snapshot() -> dict[str, tuple[int, int]]:
             # Temporary directories of this test session and of other tools come and go.
             dirnames[:] = [d for d in dirnames if not d.startswith(("pytest-", "trident-", "tmp")) and d != "__pycache__"]
             for f in filenames:
+                if f.startswith(("trident-", "pytest-", "tmp")):  # other tests' logs and temp files
+                    continue
                 p = os.path.join(dirpath, f)
                 try:
                     st = os.lstat(p)
