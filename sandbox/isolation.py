@@ -89,11 +89,13 @@ class Confinement:
         return asdict(self)
 
 
-def enter_namespaces(c: Confinement) -> None:
+def enter_namespaces(c: Confinement, keep: tuple[str, ...] = ()) -> None:
     """Move the calling server process into new network, IPC, UTS and mount namespaces, once,
     before it forks any zygote (tier ``namespaces``): no network, no host IPC objects, and
     fresh tmpfs mounts on ``/tmp`` (writable by root only: each child gets a directory of its
-    own there, removed after it), ``/var/tmp`` and ``/dev/shm`` (read-only)."""
+    own there, removed after it), ``/var/tmp`` and ``/dev/shm`` (read-only). A directory that
+    holds the Python installation, the virtualenv or a path in ``keep`` (the library) is left
+    as it is: covering it would hide what children import."""
     if c.tier != "namespaces":
         return
     lib = libc()
@@ -101,8 +103,9 @@ def enter_namespaces(c: Confinement) -> None:
     # Mounts made from here on stay in this namespace: nothing reaches the host's tree.
     _check(lib.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    needed = [os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *keep)]
     for d in _PRIVATE_DIRS:
-        if os.path.isdir(d):
+        if os.path.isdir(d) and not any(n.startswith(os.path.realpath(d) + os.sep) for n in needed):
             writable = d == "/tmp"
             opts = f"size={2 * c.file_mb if writable else 1}m,nr_inodes=65536,mode=0755".encode()
             _check(lib.mount(b"tmpfs", d.encode(), b"tmpfs", flags | (0 if writable else _MS_RDONLY), opts), f"mount tmpfs on {d}")
@@ -246,7 +249,7 @@ def _try(c: Confinement, package_dir: str) -> str | None:
         os.close(r)
         msg = ""
         try:
-            enter_namespaces(c)
+            enter_namespaces(c, (package_dir,))
             work = tempfile.mkdtemp(prefix="trident-probe-")
             confine(c, work)
             with open(os.path.join(package_dir, "__init__.py"), "rb") as fh:

@@ -362,7 +362,7 @@ def serve(package: str, max_zygotes: int = 8) -> None:
                                     f"or lower min_tier."})
         return
     try:
-        enter_namespaces(confinement)
+        enter_namespaces(confinement, (str(package_dir(package)),))
     except OSError as err:
         _write(proto_out, {"error": f"cannot enter the sandbox's namespaces: {err}"})
         return
