@@ -132,14 +132,16 @@ def secret_file(tmp_path_factory):
 
 
 def _snapshot() -> dict[str, tuple[int, int]]:
-    """Size and mtime of every file in the library and in the places a child could write to."""
+    """Size and mtime of every file in the library, in the shared scratch places a child could
+    write to, and in the working directory (not /tmp, which other processes change all the
+    time; a child there has only its own directory, removed after it)."""
     seen = {}
-    for root in (NX_DIR, Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path.cwd()):
+    for root in (NX_DIR, Path("/var/tmp"), Path("/dev/shm"), Path.cwd()):
         if not root.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             # Temporary directories of this test session and of other tools come and go.
-            dirnames[:] = [d for d in dirnames if not d.startswith(("pytest-", "trident-", "tmp")) and d != "__pycache__"]
+            dirnames[:] = [d for d in dirnames if not d.startswith(("pytest-", "trident-", "tmp")) and d not in ("__pycache__", ".git", ".pytest_cache")]
             for f in filenames:
                 if f.startswith(("trident-", "pytest-", "tmp")):  # other tests' logs and temp files
                     continue
