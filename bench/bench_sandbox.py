@@ -8,6 +8,8 @@ measures, on the same candidates:
   candidates per second and the per-candidate time from fork to verdict (p50, p99);
 * the pool at the strongest tier with mutants: scored candidates per second (each costs 1 + M
   executions) and the drift count;
+* with ``--per-task k``, each task's target k times (a group of samples per prompt, as in RL),
+  which is how zygotes get reused;
 * the baseline: each slot written as a test file and run by a fresh `python -m pytest`
   (on the first ``--baseline-n`` candidates; the ratio compares rates).
 
@@ -42,21 +44,22 @@ def spread(tasks: list[Task], n: int) -> list[Task]:
     return [tasks[int(i * step)] for i in range(n)]
 
 
-def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool) -> dict:
+def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool, per_task: int = 1) -> dict:
     limits = Limits(tier=tier, min_tier=tier, timeout_s=10, mutant_timeout_s=10)
     with Pool(workers, limits) as pool:
         pool.score([(tasks[0], [tasks[0].target])], mutants=False)  # start the workers
         start = time.perf_counter()
-        rows = pool.score([(t, [t.target]) for t in tasks], mutants=mutants)
+        rows = pool.score([(t, [t.target] * per_task) for t in tasks], mutants=mutants)
         wall = time.perf_counter() - start
         got = pool.tier
-    verdicts = [row[0] for row in rows]
+    verdicts = [v for row in rows for v in row]
     passed = sum(v.status == "passed" for v in verdicts)
-    drift = [t.id for t, v in zip(tasks, verdicts) if v.status != "passed" or (mutants and set(v.kills) != {m.id for m in t.mutants})]
+    drift = sorted({t.id for t, row in zip(tasks, rows) for v in row
+                    if v.status != "passed" or (mutants and set(v.kills) != {m.id for m in t.mutants})})
     secs = sorted(v.seconds for v in verdicts)
-    return {"tier": got, "rate": len(tasks) / wall, "passed": passed, "drift": drift, "wall": wall,
+    return {"tier": got, "rate": len(verdicts) / wall, "passed": passed, "drift": drift, "wall": wall,
             "p50": statistics.median(secs), "p99": secs[min(len(secs) - 1, int(0.99 * len(secs)))],
-            "executions": sum(1 + (len(t.mutants) if mutants else 0) for t in tasks)}
+            "executions": per_task * sum(1 + (len(t.mutants) if mutants else 0) for t in tasks)}
 
 
 def baseline(tasks: list[Task], tmp: Path) -> dict:
@@ -82,6 +85,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=Path, help="task file (default: mine a few networkx files)")
     parser.add_argument("--workers", type=int, default=0, help="pool workers (0: one per core)")
     parser.add_argument("--baseline-n", type=int, default=None, help="candidates for the pytest baseline (default: all)")
+    parser.add_argument("--per-task", type=int, default=1,
+                        help="candidates per task, as RL samples a group per prompt (the target, repeated)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trident-bench-") as d:
         tmp = Path(d)
@@ -89,11 +94,11 @@ def main() -> None:
 
         tasks = spread(load_tasks(args.tasks) if args.tasks else mined(args.n, tmp), args.n)
         n = len(tasks)
-        results = {tier: run_pool(tasks, tier, args.workers, mutants=False) for tier in TIERS}
+        results = {tier: run_pool(tasks, tier, args.workers, False, args.per_task) for tier in TIERS}
         best = results["namespaces"]["tier"] or "namespaces"
-        scored = run_pool(tasks, best, args.workers, mutants=True)
+        scored = run_pool(tasks, best, args.workers, True, args.per_task)
         base = baseline(tasks[: args.baseline_n or n], tmp)
-    print(f"\ncandidates: {n} targets of mined tasks; pool workers: {args.workers or 'one per core'}")
+    print(f"\ncandidates: {n} targets of mined tasks x {args.per_task} per task; pool workers: {args.workers or 'one per core'}")
     print(f"{'':34}{'cand/s':>9}{'passed':>8}{'p50 ms':>9}{'p99 ms':>9}")
     for tier, r in results.items():
         print(f"{'pool, tier ' + str(r['tier']):34}{r['rate']:9.1f}{r['passed']:8d}{1000 * r['p50']:9.1f}{1000 * r['p99']:9.1f}")

@@ -456,7 +456,7 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
 
 def _child_main(
     program: SlotProgram,
-    candidate: str,
+    built: tuple[types.FunctionType, tuple[int, int]],
     w: int,
     tmp: str,
     seed: int,
@@ -496,30 +496,26 @@ def _child_main(
             # CPU time, unlike wall time, does not grow when the machine is busy, so a limit on
             # it gives the same verdict from run to run; SIGPROF's default action kills.
             signal.setitimer(signal.ITIMER_PROF, cpu_limit)
+        func, span = built
+        tracer = counter = None
+        if trace is not None:
+            starts = [stmt.lineno for stmt in program.node.body[: program.slot]] + [span[0]]
+            tracer = _Tracer(trace[0], trace[1], func.__code__, starts)
+        if call_budget is not None:
+            counter = _CallCounter(call_budget, w, tracer)
+        if counter or tracer:
+            sys.setprofile(counter or tracer)
         try:
-            func, span = program.build(candidate, messages)
-        except SyntaxError as err:
-            record = {"status": "rejected", "reason": f"syntax error: {err.msg} (line {err.lineno})"}
-        else:
-            tracer = counter = None
-            if trace is not None:
-                starts = [stmt.lineno for stmt in program.node.body[: program.slot]] + [span[0]]
-                tracer = _Tracer(trace[0], trace[1], func.__code__, starts)
-            if call_budget is not None:
-                counter = _CallCounter(call_budget, w, tracer)
-            if counter or tracer:
-                sys.setprofile(counter or tracer)
-            try:
-                program.call(func, tmp)
-                record = {"status": "passed", "reason": ""}
-            except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
-                sys.setprofile(None)
-                record = _classify(exc, func.__code__, span)
+            program.call(func, tmp)
+            record = {"status": "passed", "reason": ""}
+        except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
             sys.setprofile(None)
-            if tracer is not None:
-                record["calls"] = tracer.records()
-            if counter is not None:
-                record["events"] = counter.n
+            record = _classify(exc, func.__code__, span)
+        sys.setprofile(None)
+        if tracer is not None:
+            record["calls"] = tracer.records()
+        if counter is not None:
+            record["events"] = counter.n
     except BaseException as exc:  # noqa: BLE001
         record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the test ran"}
     if learn_imports:
@@ -559,6 +555,15 @@ def run_forked(
     the isolation the child enters before it builds the candidate (``sandbox.isolation``);
     the verdict records its tier.
     """
+    tier = confinement.tier if confinement is not None else "none"
+    # The zygote compiles the candidate (the gate has parsed it here already): compiling in the
+    # child cost several times more, every page it touched being a copy-on-write fault.
+    try:
+        built = program.build(candidate, messages)
+    except SyntaxError as err:
+        return Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
+    except (ValueError, RecursionError, MemoryError) as err:
+        return Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
     tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
     start = time.monotonic()
@@ -573,7 +578,7 @@ def run_forked(
     if pid == 0:  # child
         os.close(r)
         die_with_parent(parent)
-        _child_main(program, candidate, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget,
+        _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget,
                     confinement)
     os.close(w)
     try:
@@ -587,7 +592,6 @@ def run_forked(
         _kill_group(pid)
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.monotonic() - start
-    tier = confinement.tier if confinement is not None else "none"
     if data.startswith(UNCONFINED):
         return Verdict("infra", f"sandbox set-up failed: {data[1:].decode(errors='replace')}", seconds, tier=tier)
     if timed_out:
