@@ -72,10 +72,11 @@ _SERVERS: dict[tuple[str, str], ZygoteServer] = {}
 
 def server_for(package: str, limits: Limits) -> ZygoteServer:
     """This process's server for ``package`` under ``limits`` (started on first use)."""
-    key = (package, json.dumps(limits.sandbox(), sort_keys=True))
+    sandbox = limits.sandbox()
+    key = (package, json.dumps(sandbox, sort_keys=True))
     server = _SERVERS.get(key)
     if server is None or not server.alive():
-        server = _SERVERS[key] = ZygoteServer(package, limits.sandbox())
+        server = _SERVERS[key] = ZygoteServer(package, sandbox)
     return server
 
 
@@ -99,7 +100,8 @@ def execute_on(server: ZygoteServer, task: Task, candidates: Sequence[str], *, m
     verdicts = server.run(task.test_module, jobs)
     if mutants and task.mutants:
         passing = [i for i, v in enumerate(verdicts) if v.status == "passed"]
-        mjobs = [job_for(task, candidates[i], timeout=limits.mutant_timeout_s, mutant=m, gate=limits.gate)
+        # Only candidates that passed (so passed the gate) run under mutants: no second gate.
+        mjobs = [job_for(task, candidates[i], timeout=limits.mutant_timeout_s, mutant=m)
                  for i in passing for m in task.mutants]
         results = server.run(task.test_module, mjobs) if mjobs else []
         for k, i in enumerate(passing):

@@ -552,7 +552,7 @@ def run_forked(
     (status ``timeout``), on top of the wall-clock ``timeout``. ``call_budget``: count the
     calls the test makes (``Verdict.events``) and stop it with status ``timeout`` past this
     many — a limit that, unlike time, gives the same verdict on every run. ``confinement``:
-    the isolation the child enters before it builds the candidate (``sandbox.isolation``);
+    the isolation the child enters before it runs the candidate (``sandbox.isolation``);
     the verdict records its tier.
     """
     tier = confinement.tier if confinement is not None else "none"

@@ -1,14 +1,15 @@
 """Process isolation for children that run untrusted candidates, in tiers probed once.
 
 The static gate (:mod:`sandbox.gate`) keeps a candidate away from ``os``, the file system and
-the interpreter's internals; this module is the second wall, for whatever gets past it. An
-execution child calls :func:`confine` after the fork and before it builds the candidate:
+the interpreter's internals; this module is the second wall, for whatever gets past it. A
+server calls :func:`enter_namespaces` once; an execution child calls :func:`confine` after the
+fork and before it runs the candidate:
 
 ``namespaces``
-    new network, IPC, UTS, mount and PID namespaces: no network but a loopback that is down, a
-    private ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (small tmpfs mounts that vanish with the
-    child), only its own processes in view and none that outlive it, plus everything of
-    ``rlimits``. Needs root (or ``CAP_SYS_ADMIN``).
+    network, IPC, UTS and mount namespaces for the server — no network but a loopback that is
+    down, a private tmpfs ``/tmp``, read-only ``/var/tmp`` and ``/dev/shm`` — and mount and PID
+    namespaces per child: only its own processes in view and none that outlive it; plus
+    everything of ``rlimits``. Needs root (or ``CAP_SYS_ADMIN``).
 ``rlimits``
     resource limits (address space, CPU, file size, open files, processes, no core files),
     no-new-privileges, an environment cut to a few harmless variables and — as root — a uid of
@@ -146,7 +147,7 @@ def confine(c: Confinement, workdir: str) -> None:
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
     os.environ.clear()
-    os.environ.update({k: v for k, v in _BASE_ENV.items()})
+    os.environ.update(_BASE_ENV)
     os.environ.update(HOME=workdir, TMPDIR=workdir)
     if uid is not None:
         os.setgroups([])

@@ -353,7 +353,8 @@ def serve(package: str, max_zygotes: int = 8) -> None:
         _write(proto_out, {"error": f"cannot import {package}: {type(exc).__name__}: {exc}"})
         return
     wanted = json.loads(os.environ.get("TRIDENT_SANDBOX") or "{}")
-    confinement, failures = probe(str(package_dir(package)), wanted.get("want", "none"), Confinement(**wanted.get("limits", {})))
+    library = str(package_dir(package))
+    confinement, failures = probe(library, wanted.get("want", "none"), Confinement(**wanted.get("limits", {})))
     min_tier = wanted.get("min_tier", "none")
     if TIERS.index(confinement.tier) < TIERS.index(min_tier):
         why = "; ".join(f"{t}: {e}" for t, e in failures.items()) or "not tried"
@@ -362,7 +363,7 @@ def serve(package: str, max_zygotes: int = 8) -> None:
                                     f"or lower min_tier."})
         return
     try:
-        enter_namespaces(confinement, (str(package_dir(package)),))
+        enter_namespaces(confinement, (library,))
     except OSError as err:
         _write(proto_out, {"error": f"cannot enter the sandbox's namespaces: {err}"})
         return
