@@ -21,6 +21,8 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
+import fcntl
+import gc
 import importlib
 import inspect
 import json
@@ -419,7 +421,13 @@ def _send(w: int, record: dict[str, Any]) -> NoReturn:
         data = json.dumps(record).encode()
     except (TypeError, ValueError):
         data = json.dumps({"status": record["status"], "reason": "unprintable reason"}).encode()
-    os.write(w, data)
+    # The parent reads only after this process has exited: what does not fit in the pipe is
+    # dropped (the record is then malformed: crashed) instead of waiting forever.
+    os.set_blocking(w, False)
+    try:
+        os.write(w, data)
+    except BlockingIOError:
+        pass
     os._exit(0)
 
 
@@ -467,9 +475,12 @@ def _child_main(
     cpu_limit: float | None,
     call_budget: int | None,
     confinement: Confinement | None,
+    settle: bool,
 ) -> NoReturn:
     """Body of the forked child; never returns."""
     record: dict[str, Any]
+    if settle:
+        gc.enable()  # the settled parent collects by hand; the test runs as pytest runs it
     modules_before = set(sys.modules)
     try:
         os.setpgid(0, 0)
@@ -540,6 +551,7 @@ def run_forked(
     cpu_limit: float | None = None,
     call_budget: int | None = None,
     confinement: Confinement | None = None,
+    settle: bool = False,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
@@ -553,7 +565,9 @@ def run_forked(
     calls the test makes (``Verdict.events``) and stop it with status ``timeout`` past this
     many — a limit that, unlike time, gives the same verdict on every run. ``confinement``:
     the isolation the child enters before it runs the candidate (``sandbox.isolation``);
-    the verdict records its tier.
+    the verdict records its tier. ``settle``: the caller keeps its heap settled (see
+    :func:`settle_heap`), so that cyclic garbage is collected here, at the same point on
+    every run, rather than whenever the collector's counters say.
     """
     tier = confinement.tier if confinement is not None else "none"
     # The zygote compiles the candidate (the gate has parsed it here already): compiling in the
@@ -566,6 +580,12 @@ def run_forked(
         return Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
     tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MAX_RECORD_BYTES)  # a whole record fits: see _collect
+    except OSError:
+        pass  # the default 64 KiB; a bigger record is cut short (malformed), see _send
+    if settle:
+        gc.collect()
     start = time.monotonic()
     parent = os.getpid()
     try:
@@ -579,12 +599,11 @@ def run_forked(
         os.close(r)
         die_with_parent(parent)
         _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget,
-                    confinement)
+                    confinement, settle)
     os.close(w)
-    try:
-        os.setpgid(pid, pid)  # also done by the child; whoever runs first wins the race
-    except OSError:
-        pass
+    # The child makes itself a process-group leader before it runs anything that could fork, so
+    # _kill_group reaches all it started; the parent does not race it to that (the loser's
+    # exception would be allocated on some runs and not others: see settle_heap).
     try:
         data, status, timed_out, cpu = _collect(pid, r, start + timeout)
     finally:
@@ -606,6 +625,23 @@ def run_forked(
     return verdict
 
 
+def settle_heap() -> None:
+    """Make this process's heap a function of what it did, not of when: collect, freeze what
+    exists (so later collections are cheap) and turn automatic collection off; ``run_forked``
+    with ``settle=True`` then collects right before each fork.
+
+    Why: objects hashed by address (``object()`` nodes, say) iterate in an order set by where
+    they were allocated, so a test — and above all a mutant — can pass in one heap layout and
+    fail in another. A child's layout is inherited from its parent; with automatic collection
+    on, garbage is freed whenever allocation counters trip, and those counters also count the
+    parent's waiting loops, whose length is a matter of timing. Mining settles its module
+    zygotes so each run starts from the layout the same work always leaves.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+
+
 def _import_quietly(names: list[str]) -> None:
     for name in names:
         if name in sys.modules or any(part.startswith("test") for part in name.split(".")):
@@ -616,14 +652,28 @@ def _import_quietly(names: list[str]) -> None:
             pass
 
 
-def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool, float]:
-    """Read the record until the child exits or the deadline passes; reap the child.
+_RECORD_BUFFER: bytearray | None = None
 
-    Returns the record bytes, the wait status, whether it timed out, and its CPU seconds."""
+
+def _record_view() -> memoryview:
+    """One buffer per process for records: reading one allocates nothing that depends on its
+    size or timing (a parent's heap must not carry the timing of its last run into the layout
+    its next child starts from: see :func:`settle_heap`)."""
+    global _RECORD_BUFFER
+    if _RECORD_BUFFER is None:
+        _RECORD_BUFFER = bytearray(MAX_RECORD_BYTES)
+    return memoryview(_RECORD_BUFFER)
+
+
+def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool, float]:
+    """Wait until the child exits or the deadline passes, then read its record; reap the child.
+
+    The record pipe holds a whole record (``run_forked`` sizes it), so the child never waits on
+    the parent: the parent sleeps until the exit and reads everything in one go — the same
+    calls, whatever the timing. Returns the record bytes, the wait status, whether it timed
+    out, and the child's CPU seconds."""
     pidfd = os.pidfd_open(pid)
-    chunks: list[bytes] = []
-    size = 0
-    eof = False
+    view = _record_view()
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -631,27 +681,19 @@ def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool
                 _kill_group(pid)
                 os.waitpid(pid, 0)
                 return b"", None, True, 0.0
-            ready, _, _ = select.select([pidfd] if eof else [r, pidfd], [], [], remaining)
-            if r in ready:
-                chunk = os.read(r, 1 << 16)
-                if not chunk:
-                    eof = True
-                elif size < MAX_RECORD_BYTES:
-                    chunks.append(chunk)
-                    size += len(chunk)
-            if pidfd in ready:
+            if select.select([pidfd], [], [], remaining)[0]:
                 break
-        if not eof:  # drain what was written before exit, without waiting on grandchildren
-            os.set_blocking(r, False)
-            try:
-                while size < MAX_RECORD_BYTES and (chunk := os.read(r, 1 << 16)):
-                    chunks.append(chunk)
-                    size += len(chunk)
-            except BlockingIOError:
-                pass
+        os.set_blocking(r, False)  # a grandchild may still hold the write end
+        size = 0
+        try:
+            while size < MAX_RECORD_BYTES and (n := os.readv(r, [view[size:]])):
+                size += n
+        except BlockingIOError:
+            pass
         _, status, usage = os.wait4(pid, 0)
-        return b"".join(chunks), status, False, usage.ru_utime + usage.ru_stime
+        return bytes(view[:size]), status, False, usage.ru_utime + usage.ru_stime
     finally:
+        view.release()
         os.close(pidfd)
 
 

@@ -276,7 +276,7 @@ def mine_module(package: str, module: str, cfg: dict[str, Any]) -> dict[str, Any
     root = package_dir(package)
     rel_module = Path(importlib.util.find_spec(module).origin).relative_to(root).as_posix()  # type: ignore[union-attr,arg-type]
     try:
-        zygote = ModuleZygote(package, module)
+        zygote = ModuleZygote(package, module, settle=True)
     except BaseException as exc:  # noqa: BLE001 - pytest.skip at import is a BaseException
         reason = "module skipped" if type(exc).__name__ == "Skipped" else "module import error"
         tree, _ = parse_source(str(root / rel_module))
@@ -520,7 +520,7 @@ def assign_splits(files: list[str], links: list[list[str]], cfg: MineConfig) -> 
     return out
 
 
-MINER_VERSION = 3  # bump when a change to mining changes what a file yields
+MINER_VERSION = 4  # bump when a change to mining changes what a file yields
 _NOT_IN_KEY = ("out", "summary", "files", "max_files", "max_tasks", "workers", "progress",
                "valid_fraction", "test_fraction", "split_seed")
 
@@ -529,11 +529,13 @@ def parts_dir(cfg: MineConfig) -> Path:
     return cfg.out.with_name(cfg.out.name + ".parts")
 
 
-def _cache_key(cfg: MineConfig) -> str:
-    """What a file's result depends on: settings that reach the worker, library, miner."""
+def _worker_settings(cfg: MineConfig) -> dict[str, Any]:
+    """What a file's result depends on: the settings that reach the worker, and a key of them
+    with the library's and the miner's versions. Only these reach it, so where the output goes
+    or which files were asked for cannot change what a file yields (see settle_heap)."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
     blob = json.dumps([MINER_VERSION, _version(cfg.package), settings], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return {**settings, "cache_key": hashlib.sha256(blob.encode()).hexdigest()[:16]}
 
 
 def mine(cfg: MineConfig) -> dict[str, Any]:
@@ -552,9 +554,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
     if cfg.max_files is not None:
         files = files[: cfg.max_files]
     start = time.monotonic()
-    worker_cfg = {k: v for k, v in asdict(cfg).items() if not isinstance(v, Path)}
-    worker_cfg["cache_key"] = _cache_key(cfg)
-    results = _run_workers(cfg, files, worker_cfg)
+    results = _run_workers(cfg, files, _worker_settings(cfg))
 
     tasks: list[Task] = []
     drops: Counter[str] = Counter()
@@ -651,21 +651,23 @@ def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict
         return False
 
     def work() -> None:
-        server: ZygoteServer | None = None
         try:
             while not stop.is_set():
                 try:
                     i, module = todo.get_nowait()
                 except queue.Empty:
                     return
-                if server is None or not server.alive():
-                    server = ZygoteServer(cfg.package)
-                out = str(parts / f"{module}.json")
-                reply = server.request({"op": "mine", "module": module, "out": out, "config": worker_cfg,
-                                        "deadline_s": cfg.module_timeout_s})
+                # A fresh server per file: each file is mined by a process whose history is
+                # the same on every run, whichever files this worker happened to mine before.
+                with ZygoteServer(cfg.package, fixed_layout=True) as server:
+                    reply = server.request({"op": "mine", "module": module, "config": worker_cfg,
+                                            "deadline_s": cfg.module_timeout_s})
                 if reply.get("ok"):
-                    with open(out, encoding="utf-8") as fh:
-                        res = json.load(fh)
+                    res = reply["result"]
+                    out = parts / f"{module}.json"
+                    tmp = out.with_name(out.name + ".part")
+                    tmp.write_text(json.dumps(res), encoding="utf-8")
+                    os.replace(tmp, out)
                 else:
                     res = {"module": module, "candidates": 0, "drops": {reply.get("error", "worker failed"): 1},
                            "tasks": [], "links": []}
@@ -678,9 +680,6 @@ def _run_workers(cfg: MineConfig, files: list[tuple[str, str]], worker_cfg: dict
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
             stop.set()
-        finally:
-            if server is not None:
-                server.close()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(n_workers)]
     try:

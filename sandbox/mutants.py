@@ -14,7 +14,7 @@ import gc
 import hashlib
 import types
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .execution import find_code, find_def, parse_source
 from .tasks import Mutant
@@ -149,6 +149,17 @@ def generate(package_dir: str | Path, rel_file: str, qualname: str) -> list[Muta
     return out
 
 
+def _all_objects() -> list[Any]:
+    """Every object the collector tracks, those frozen by ``gc.freeze`` included."""
+    if not gc.get_freeze_count():
+        return gc.get_objects()
+    gc.unfreeze()
+    try:
+        return gc.get_objects()
+    finally:
+        gc.freeze()
+
+
 class Patcher:
     """Applies mutants inside a zygote: compiles each once, swaps code objects in a child."""
 
@@ -161,7 +172,7 @@ class Patcher:
         for attempt in range(2):
             if self._index is None or attempt == 1:
                 index: dict[tuple[str, str], list[types.FunctionType]] = {}
-                for obj in gc.get_objects():
+                for obj in _all_objects():
                     if type(obj) is types.FunctionType:
                         c = obj.__code__
                         index.setdefault((c.co_filename, c.co_qualname), []).append(obj)

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple
 
-from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked
+from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked, settle_heap
 from .isolation import TIERS, Confinement, enter_namespaces, probe, scrubbed_environment
 from .mutants import MutantError, Patcher
 from .tasks import Mutant, Task
@@ -92,11 +92,16 @@ def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mut
 class ModuleZygote:
     """A process that has imported one test module; runs jobs by forking."""
 
-    def __init__(self, package: str, module: str, confinement: Confinement | None = None):
+    def __init__(self, package: str, module: str, confinement: Confinement | None = None, settle: bool = False):
+        """``settle``: keep this process's heap settled (:func:`~sandbox.execution.settle_heap`)
+        so every child starts from the layout the same work leaves — mining's determinism."""
         self.package = package
         self.confinement = confinement  # applied to every child that runs a job (None: trusted use)
+        self.settle = settle
         self.package_dir = package_dir(package)
         self.module = importlib.import_module(module)
+        if settle:
+            settle_heap()
         self.module_name = module
         self.patcher = Patcher(self.package_dir)
         self._programs: dict[tuple, SlotProgram] = {}
@@ -111,7 +116,7 @@ class ModuleZygote:
             prog = SlotProgram(self.module_name, test_class, test_name, slot)
             if (test_class, test_name) not in self._warmed:
                 self._warmed.add((test_class, test_name))
-                run_forked(prog, prog.target_text, timeout=WARMUP_TIMEOUT_S, learn_imports=True)
+                run_forked(prog, prog.target_text, timeout=WARMUP_TIMEOUT_S, learn_imports=True, settle=self.settle)
             self._programs[key] = prog
         return self._programs[key]
 
@@ -159,7 +164,7 @@ class ModuleZygote:
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
                           cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"),
-                          confinement=self.confinement)
+                          confinement=self.confinement, settle=self.settle)
 
 
 # --------------------------------------------------------------------------- server side
@@ -386,21 +391,21 @@ def serve(package: str, max_zygotes: int = 8) -> None:
 
 
 def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, Any]:
+    """Mine one test module in a fork of this server; its result comes back over a pipe."""
     from .mining import mine_module  # the mining code is needed only in this branch
 
+    r, w = os.pipe()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         die_with_parent(parent)
         code = 1
         try:
+            os.close(r)
             for fd in keep:
                 os.close(fd)
-            result = mine_module(package, req["module"], req["config"])
-            tmp = req["out"] + ".part"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(result, fh)
-            os.replace(tmp, req["out"])
+            with os.fdopen(w, "w", encoding="utf-8") as fh:
+                json.dump(mine_module(package, req["module"], req["config"]), fh)
             code = 0
         except BaseException as exc:  # noqa: BLE001
             try:
@@ -408,23 +413,28 @@ def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, A
             except Exception:  # noqa: BLE001
                 pass
         os._exit(code)
+    os.close(w)
     deadline = time.monotonic() + float(req.get("deadline_s", 1800))
     client = int(os.environ.get("TRIDENT_CLIENT_PID", "0")) or os.getppid()
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        # The server is single-threaded and busy here, so it watches its client itself (a
-        # parent-death signal would follow the client's thread, not its process).
-        if time.monotonic() > deadline or os.getppid() != client:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            if os.getppid() != client:
-                os._exit(1)
-            return {"ok": False, "error": "module timed out"}
-        time.sleep(0.02)
+    chunks: list[bytes] = []
+    with os.fdopen(r, "rb", buffering=0) as fh:
+        while True:
+            # The server is single-threaded and busy here, so it watches its client itself (a
+            # parent-death signal would follow the client's thread, not its process).
+            if time.monotonic() > deadline or os.getppid() != client:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                if os.getppid() != client:
+                    os._exit(1)
+                return {"ok": False, "error": "module timed out"}
+            if select.select([fh], [], [], 0.2)[0]:
+                chunk = fh.read(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return {"ok": True}
+        return {"ok": True, "result": json.loads(b"".join(chunks))}
     return {"ok": False, "error": "module miner crashed"}
 
 
@@ -434,14 +444,19 @@ def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, A
 class ZygoteServer:
     """Client handle of one server process for ``package``."""
 
-    def __init__(self, package: str, sandbox: dict[str, Any] | None = None, max_zygotes: int = 8):
+    def __init__(self, package: str, sandbox: dict[str, Any] | None = None, max_zygotes: int = 8,
+                 fixed_layout: bool = False):
         """``sandbox``: how runs are confined (see :func:`serve`); None runs them unconfined.
-        ``max_zygotes``: module zygotes the server keeps (least recently used evicted)."""
+        ``max_zygotes``: module zygotes the server keeps (least recently used evicted).
+        ``fixed_layout``: turn address-space randomisation off for the server where the kernel
+        allows, so even large sets of objects hashed by address iterate alike from run to run
+        (mining; never for untrusted candidates, whom randomisation hinders)."""
         package_dir(package)  # a clear error before any process starts
         self.package = package
         self._log = tempfile.NamedTemporaryFile(prefix="trident-zygote-", suffix=".log", delete=False)
         env = scrubbed_environment({"PYTHONHASHSEED": "0", "TRIDENT_CLIENT_PID": str(os.getpid()),
-                                    "TRIDENT_SANDBOX": json.dumps(sandbox or {})})
+                                    "TRIDENT_SANDBOX": json.dumps(sandbox or {}),
+                                    "TRIDENT_FIXED_LAYOUT": "1" if fixed_layout else "0"})
         # -P: do not put the working directory on sys.path, where a folder could shadow the library.
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "sandbox.zygote", package, str(max_zygotes)],
@@ -505,5 +520,24 @@ class ZygoteServer:
         self.close()
 
 
+ADDR_NO_RANDOMIZE = 0x0040000  # personality(2) flag
+
+
+def _fix_layout() -> None:
+    """Re-execute this interpreter with address-space randomisation off, if it is on and the
+    kernel lets us turn it off (``personality`` survives ``exec``); otherwise carry on."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    current = libc.personality(0xFFFFFFFF)
+    if current == -1 or current & ADDR_NO_RANDOMIZE:
+        return
+    if libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
+        return
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "sandbox.zygote", *sys.argv[1:]])
+
+
 if __name__ == "__main__":
+    if os.environ.get("TRIDENT_FIXED_LAYOUT") == "1":
+        _fix_layout()
     serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 8)

@@ -95,14 +95,11 @@ def test_bad_config_combination():
 
 
 def test_interrupted_run_resumes_from_its_parts(mined, tmp_path):
-    import dataclasses
-
-    from sandbox.mining import _cache_key, _run_workers, parts_dir
+    from sandbox.mining import _run_workers, _worker_settings, parts_dir
 
     out, _ = mined
     cfg = MineConfig(out=tmp_path / "tasks.jsonl", files=FILES, workers=1, progress=False)
-    worker_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "summary")}
-    worker_cfg["cache_key"] = _cache_key(cfg)
+    worker_cfg = _worker_settings(cfg)
     # A run that stopped after its first file leaves that file's part behind.
     module = "networkx.algorithms.tests.test_isolate"
     _run_workers(cfg, [(module, FILES[0])], worker_cfg)
