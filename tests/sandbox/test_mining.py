@@ -48,6 +48,26 @@ def test_rerun_is_byte_identical(mined, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_objects_hashed_by_address_mine_alike_whatever_runs_beside(tmp_path):
+    """ISMAGS on plain ``object()`` nodes iterates sets in allocation order, and some of its
+    mutants kill or not by heap layout. Mined alone, after another file, into another path
+    and at the same time as each other, the file yields the same bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ismags = "algorithms/isomorphism/tests/test_ismags.py"
+    runs = [(tmp_path / "a.jsonl", [ismags]),
+            (tmp_path / "a-longer-name.jsonl", ["algorithms/approximation/tests/test_clique.py", ismags])]
+    with ThreadPoolExecutor(len(runs)) as pool:
+        list(pool.map(lambda r: mine(MineConfig(out=r[0], files=r[1], workers=1, progress=False)), runs))
+
+    def lines(path):
+        return [line for line in path.read_text().splitlines() if "test_ismags::" in line]
+
+    alone, after = lines(runs[0][0]), lines(runs[1][0])
+    assert alone == after
+    assert any("test_noncomparable_nodes" in line and '"mutants": [{' in line for line in alone)
+
+
 def test_max_tasks_cuts_in_path_order(mined, tmp_path):
     out, _ = mined
     full = load_tasks(out)
