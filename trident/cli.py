@@ -46,6 +46,22 @@ def _run_score(cfg: Any) -> int:
     return 0
 
 
+def _rewards_config() -> type:
+    from rewards.check import RewardsConfig
+
+    return RewardsConfig
+
+
+def _run_rewards(cfg: Any) -> int:
+    from rewards.check import check
+    from rewards.composition import Composition, CompositionConfig
+
+    def load_composition(path: Path) -> Composition:
+        return Composition.from_config(load_config(CompositionConfig, path))
+
+    return check(cfg, load_composition=load_composition)
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -53,6 +69,8 @@ class Job:
     config: Callable[[], type] | None  # lazily imported config class; None = not available yet
     run: Callable[[Any], int] | None
     flags: tuple[tuple[str, str, str], ...] = ()  # (flag, config key, help)
+    # (config key, help, choices or None): positional arguments, before the key=value overrides
+    positionals: tuple[tuple[str, str, tuple[str, ...] | None], ...] = ()
 
 
 def _mine_config() -> type:
@@ -69,6 +87,10 @@ JOBS = (
          ("--max-tasks", "max_tasks", "keep at most this many tasks"))),
     Job("score", "run candidate assertions against tasks and their mutants", _score_config, _run_score,
         (("--tasks", "tasks", "task file"), ("--candidates", "candidates", "candidate JSONL"), ("--out", "out", "verdict JSONL"))),
+    Job("rewards", "check a reward: what it pays red-team candidates and the tasks' own targets",
+        _rewards_config, _run_rewards, (("--tasks", "tasks", "task file (default: mine a few networkx tasks)"),),
+        (("action", "what to do: check", ("check",)),
+         ("reward", "a registered reward, package.module:function, or a composition YAML file", None))),
     Job("sft", "stage 1: train the masked-diffusion model with its critic head", None, None),
     Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
     Job("eval", "evaluate a model against baselines on a split", None, None),
@@ -95,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(job.name, help=job.help, description=job.help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", type=Path, help="YAML file of configuration keys")
+        for key, text, choices in job.positionals:
+            p.add_argument(f"pos:{key}", metavar=key.upper(), choices=choices, help=f"{text} (key: {key})")
         for flag, key, text in job.flags:
             p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=f"{text} (key: {key})")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides, applied last")
+        p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="configuration overrides, applied last")
     return parser
 
 
@@ -115,14 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     job = next(j for j in JOBS if j.name == args.job)
     if job.config is None or job.run is None:
-        print(f"trident {job.name}: error: not available in this version yet; "
-              "`trident mine` and `trident score` are", file=sys.stderr)
+        ready = ", ".join(f"`trident {j.name}`" for j in JOBS if j.run is not None)
+        print(f"trident {job.name}: error: not available in this version yet; available: {ready}", file=sys.stderr)
         return 2
     flags = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("flag:") and v is not None}
     # Flags arrive as text; route them through the override parser so they are type-checked too.
     overrides = [f"{k}={v}" for k, v in flags.items()] + list(args.overrides)
+    positionals = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("pos:")}
     try:
-        cfg = load_config(job.config(), args.config, overrides)
+        cfg = load_config(job.config(), args.config, overrides, base=positionals)
         return job.run(cfg)
     except ConfigError as err:
         print(f"trident {job.name}: error: {err}", file=sys.stderr)
@@ -131,11 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trident {job.name}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - user-facing errors from the layers below
+        from rewards.registry import RewardError
         from sandbox.mining import MiningError
         from sandbox.tasks import TaskFormatError
         from sandbox.zygote import SandboxError
 
-        if isinstance(err, (MiningError, TaskFormatError, SandboxError)):
+        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError)):
             print(f"trident {job.name}: error: {err}", file=sys.stderr)
             return 1
         raise
