@@ -8,13 +8,16 @@ measures, on the same candidates:
   candidates per second and the per-candidate time from fork to verdict (p50, p99);
 * the pool at the strongest tier with mutants: scored candidates per second (each costs 1 + M
   executions) and the drift count;
-* with ``--per-task k``, each task's target k times (a group of samples per prompt, as in RL),
-  which is how zygotes get reused;
+* with ``--per-task k``, each task's target k times (a group of samples per prompt, as in RL):
+  the group runs setup and prefix once and forks each candidate from there;
+* with ``--warm``, the second of two passes over the same tasks (zygotes kept, as RL keeps
+  them from one iteration to the next);
 * the baseline: each slot written as a test file and run by a fresh `python -m pytest`
   (on the first ``--baseline-n`` candidates; the ratio compares rates).
 
     python bench/bench_sandbox.py --tasks runs/default/mine/tasks.jsonl        # 500 candidates
     python bench/bench_sandbox.py --n 100 --baseline-n 30                       # mines its own
+    python bench/bench_sandbox.py --tasks T --n 63 --per-task 8 --warm          # RL's shape
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ def spread(tasks: list[Task], n: int) -> list[Task]:
     return [tasks[int(i * step)] for i in range(n)]
 
 
-def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool, per_task: int = 1) -> dict:
+def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool, per_task: int = 1, warm: bool = False) -> dict:
     limits = Limits(tier=tier, min_tier=tier, timeout_s=10, mutant_timeout_s=10)
-    with Pool(workers, limits) as pool:
+    items = [(t, [t.target] * per_task) for t in tasks]
+    modules = len({t.test_module for t in tasks})
+    with Pool(workers, limits, max_zygotes=modules + 1 if warm else 8) as pool:
         pool.score([(tasks[0], [tasks[0].target])], mutants=False)  # start the workers
+        if warm:  # as RL reuses zygotes from one iteration to the next: time the second pass
+            pool.score(items, mutants=mutants)
         start = time.perf_counter()
-        rows = pool.score([(t, [t.target] * per_task) for t in tasks], mutants=mutants)
+        rows = pool.score(items, mutants=mutants)
         wall = time.perf_counter() - start
         got = pool.tier
     verdicts = [v for row in rows for v in row]
@@ -87,6 +94,9 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=None, help="candidates for the pytest baseline (default: all)")
     parser.add_argument("--per-task", type=int, default=1,
                         help="candidates per task, as RL samples a group per prompt (the target, repeated)")
+    parser.add_argument("--warm", action="store_true",
+                        help="time a second pass over the same tasks, every module zygote kept from the first "
+                             "(RL's steady state); default: the first pass, zygotes started as they are needed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trident-bench-") as d:
         tmp = Path(d)
@@ -94,11 +104,12 @@ def main() -> None:
 
         tasks = spread(load_tasks(args.tasks) if args.tasks else mined(args.n, tmp), args.n)
         n = len(tasks)
-        results = {tier: run_pool(tasks, tier, args.workers, False, args.per_task) for tier in TIERS}
+        results = {tier: run_pool(tasks, tier, args.workers, False, args.per_task, args.warm) for tier in TIERS}
         best = results["namespaces"]["tier"] or "namespaces"
-        scored = run_pool(tasks, best, args.workers, True, args.per_task)
+        scored = run_pool(tasks, best, args.workers, True, args.per_task, args.warm)
         base = baseline(tasks[: args.baseline_n or n], tmp)
-    print(f"\ncandidates: {n} targets of mined tasks x {args.per_task} per task; pool workers: {args.workers or 'one per core'}")
+    print(f"\ncandidates: {n} targets of mined tasks ({len({t.test_module for t in tasks})} test modules) x {args.per_task} "
+          f"per task; pool workers: {args.workers or 'one per core'}; zygotes: {'warm (second pass)' if args.warm else 'cold'}")
     print(f"{'':34}{'cand/s':>9}{'passed':>8}{'p50 ms':>9}{'p99 ms':>9}")
     for tier, r in results.items():
         print(f"{'pool, tier ' + str(r['tier']):34}{r['rate']:9.1f}{r['passed']:8d}{1000 * r['p50']:9.1f}{1000 * r['p99']:9.1f}")

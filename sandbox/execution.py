@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
+import copy
 import fcntl
 import gc
 import importlib
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .isolation import Confinement, confine, set_parent_death_signal
+from .isolation import Confinement, confine, fork_child, set_parent_death_signal
 
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
 MAX_RECORD_BYTES = 1 << 20  # a verdict record is small; anything bigger is not one
@@ -178,10 +179,12 @@ class SlotProgram:
                     self.defining_class = klass
                     break
         self.globals = self.func.__globals__
+        self._prefixes: dict[Any, Any] = {}
         # Names that pytest's rewritten asserts look up as globals.
         from _pytest.assertion import rewrite as _rewrite
 
         self.globals.setdefault("@py_builtins", builtins)
+        self.globals.setdefault(_LOCALS, builtins.locals)
         self.globals.setdefault("@pytest_ar", _rewrite)
 
     @property
@@ -196,24 +199,40 @@ class SlotProgram:
         t = self.target_node
         return segment(self.lines, t.lineno, t.end_lineno or t.lineno)
 
-    def build(self, candidate: str, messages: bool = True) -> tuple[types.FunctionType, tuple[int, int]]:
-        """Compile prefix + candidate into a function; returns it and the candidate's line range.
+    def _prefix(self, messages: bool) -> list[ast.stmt]:
+        """The prefix statements, asserts rewritten as pytest does when ``messages`` (a copy:
+        the rewriter edits what it is given, and the plain prefix is used too)."""
+        if messages not in self._prefixes:
+            stmts = copy.deepcopy(self.node.body[: self.slot])
+            if messages:
+                stmts = _rewrite_asserts(stmts, b"".join(self.lines))
+            for stmt in stmts:
+                ast.fix_missing_locations(stmt)
+            self._prefixes[messages] = stmts
+        return self._prefixes[messages]
 
-        With ``messages``, asserts are rewritten as pytest does, for its failure explanations;
-        without, a failing assert raises a bare AssertionError on the same line (pytest's
-        explanations diff large values, which costs more than the test when only *where* an
-        assert failed matters, as under a mutant). Raises SyntaxError when the candidate does
-        not parse.
-        """
+    def _candidate(self, candidate: str, messages: bool) -> tuple[list[ast.stmt], tuple[int, int]]:
+        """The candidate's statements on the target's lines (asserts rewritten when
+        ``messages``) and its line range. Raises SyntaxError when it does not parse."""
         cand = ast.parse(candidate, mode="exec")
         if not cand.body:
             raise SyntaxError("empty candidate")
         ast.increment_lineno(cand, self.target_line - 1)
         span = (self.target_line, max(s.end_lineno or s.lineno for s in cand.body))
+        stmts = cand.body
+        if messages:
+            # pytest reads the assert's source text for its messages: give it lines that match.
+            stmts = _rewrite_asserts(stmts, b"\n" * (self.target_line - 1) + candidate.encode("utf-8", "replace"))
+        for stmt in stmts:
+            ast.fix_missing_locations(stmt)
+        return stmts, span
+
+    def _function(self, stmts: list[ast.stmt]) -> types.FunctionType:
+        """The test function with ``stmts`` for a body, compiled where the test was defined."""
         fn = ast.FunctionDef(
             name=self.node.name,
             args=self.node.args,
-            body=list(self.node.body[: self.slot]) + cand.body,
+            body=stmts,
             decorator_list=[],
             returns=None,
             type_comment=None,
@@ -225,15 +244,7 @@ class SlotProgram:
             # cell that super() needs; the cell is bound to the real class below.
             body = ast.ClassDef(name=self.defining_class.__name__, bases=[], keywords=[], body=[fn], decorator_list=[])
             ast.copy_location(body, self.node)
-        mod = ast.Module(body=[body], type_ignores=[])
-        ast.fix_missing_locations(mod)
-        # pytest reads the assert's source text for its messages: give it lines that match.
-        if messages:
-            source = b"".join(self.lines[: self.target_line - 1]) + candidate.encode("utf-8", "replace")
-            from _pytest.assertion.rewrite import rewrite_asserts
-
-            rewrite_asserts(mod, source)
-        code = compile(mod, self.filename, "exec", dont_inherit=True)
+        code = compile(ast.Module(body=[body], type_ignores=[]), self.filename, "exec", dont_inherit=True)
         fcode = find_code(code, lambda c: c.co_name == self.node.name)
         if fcode is None:
             raise SlotError(f"compiled slot has no function {self.node.name}")
@@ -244,10 +255,46 @@ class SlotProgram:
             closure.append(types.CellType(self.defining_class))
         func = types.FunctionType(fcode, self.globals, self.node.name, self.func.__defaults__, tuple(closure) or None)
         func.__kwdefaults__ = self.func.__kwdefaults__
-        return func, span
+        return func
 
-    def call(self, func: types.FunctionType, tmp: str) -> None:
-        """Run xunit setup and the function as pytest would (module, class, method setup)."""
+    def build(self, candidate: str, messages: bool = True) -> tuple[types.FunctionType, tuple[int, int]]:
+        """Compile prefix + candidate into a function; returns it and the candidate's line range.
+
+        With ``messages``, asserts are rewritten as pytest does, for its failure explanations;
+        without, a failing assert raises a bare AssertionError on the same line (pytest's
+        explanations diff large values, which costs more than the test when only *where* an
+        assert failed matters, as under a mutant). Raises SyntaxError when the candidate does
+        not parse.
+        """
+        stmts, span = self._candidate(candidate, messages)
+        return self._function(self._prefix(messages) + stmts), span
+
+    def prefix_function(self, messages: bool = True) -> types.FunctionType:
+        """The test function cut before the slot, returning its local variables (built once):
+        a group of candidates runs the prefix once and each candidate on what it left."""
+        key = ("function", messages)
+        if key not in self._prefixes:
+            ret = ast.Return(value=ast.Call(func=ast.Name(id=_LOCALS, ctx=ast.Load()), args=[], keywords=[]))
+            ast.copy_location(ret, self.target_node)
+            ast.fix_missing_locations(ret)
+            self._prefixes[key] = self._function(self._prefix(messages) + [ret])
+        return self._prefixes[key]
+
+    def build_alone(self, candidate: str, messages: bool = True) -> tuple[types.CodeType, tuple[int, int]] | None:
+        """The candidate compiled on its own, to run on the prefix's variables (see
+        :meth:`prefix_function`), and its line range; None when only the whole function
+        compiles it faithfully (``super()`` or a class-private name in a method)."""
+        stmts, span = self._candidate(candidate, messages)
+        if self.defining_class is not None:
+            for node in ast.walk(ast.Module(body=stmts, type_ignores=[])):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+                if name == "super" or (name.startswith("__") and not name.endswith("__")):
+                    return None
+        return compile(ast.Module(body=stmts, type_ignores=[]), self.filename, "exec", dont_inherit=True), span
+
+    def call(self, func: types.FunctionType, tmp: str) -> Any:
+        """Run xunit setup and the function as pytest would (module, class, method setup);
+        returns what the function returns."""
         mod = self.module
         setup_module = getattr(mod, "setup_module", None) or getattr(mod, "setUpModule", None)
         if callable(setup_module):
@@ -276,7 +323,22 @@ class SlotProgram:
                 kwargs[name] = path
             else:
                 raise SlotError(f"unsupported fixture {name!r}")
-        func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+_REWRITE_IMPORTS = ("@py_builtins", "@pytest_ar")
+_LOCALS = "@trident_locals"  # a global no source can name: builtins.locals, for prefix_function
+
+
+def _rewrite_asserts(stmts: list[ast.stmt], source: bytes) -> list[ast.stmt]:
+    """``stmts`` with their asserts rewritten as pytest rewrites them (``source``: the text
+    their line numbers point into). The imports pytest adds for the rewritten code are left
+    out: those names are globals of the test module here (see ``SlotProgram``)."""
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    mod = ast.Module(body=stmts, type_ignores=[])
+    rewrite_asserts(mod, source)
+    return [s for s in mod.body if not (isinstance(s, ast.Import) and s.names[0].asname in _REWRITE_IMPORTS)]
 
 
 def find_code(code: types.CodeType, match: Callable[[types.CodeType], bool]) -> types.CodeType | None:
@@ -304,9 +366,10 @@ def _call_optional_arg(fn: Callable, arg: Any) -> None:
 
 def die_with_parent(parent: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so an interrupted
-    run leaves no zygote or child behind. Exits at once if the parent is already gone."""
+    run leaves no zygote or child behind. Exits at once if the parent is already gone (a
+    parent outside this process's PID namespace shows as 0 and cannot be checked this way)."""
     set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent:
+    if os.getppid() not in (parent, 0):
         os._exit(1)
 
 
@@ -462,6 +525,35 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
     return {"status": "error", "reason": f"{text} {where}", "assert_line": innermost.tb_lineno if own else None}
 
 
+def _prologue(w: int, tmp: str, seed: int) -> None:
+    """First steps of a forked child: its own process group (so _kill_group reaches all it
+    starts), quiet stdio, no descriptor but the record pipe ``w``, ``tmp`` as working directory
+    and seeded random generators."""
+    os.setpgid(0, 0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    # Only the record pipe stays open: the child must not hold the zygote's channels.
+    os.closerange(3, w)
+    os.closerange(w + 1, 1 << 16)
+    os.chdir(tmp)
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+
+
+def _enter_confinement(confinement: Confinement | None, tmp: str, w: int) -> None:
+    """Confine this child, then say so with the first byte of the record (a child that cannot
+    be confined reports why and exits: an ``infra`` verdict, never a less confined run)."""
+    try:
+        if confinement is not None:
+            confine(confinement, tmp)
+    except BaseException as exc:  # noqa: BLE001
+        os.write(w, UNCONFINED + f"{type(exc).__name__}: {exc}".encode()[:MAX_REASON_CHARS])
+        os._exit(0)
+    os.write(w, CONFINED)
+
+
 def _child_main(
     program: SlotProgram,
     built: tuple[types.FunctionType, tuple[int, int]],
@@ -471,7 +563,6 @@ def _child_main(
     prepare: Callable[[], None] | None,
     trace: tuple[str, set[str]] | None,
     learn_imports: bool,
-    messages: bool,
     cpu_limit: float | None,
     call_budget: int | None,
     confinement: Confinement | None,
@@ -481,28 +572,14 @@ def _child_main(
     record: dict[str, Any]
     if settle:
         gc.enable()  # the settled parent collects by hand; the test runs as pytest runs it
-    modules_before = set(sys.modules)
+    # Only what mining's warm-up asks for: a set of every module name touches (and so copies)
+    # hundreds of pages the child otherwise shares with its zygote.
+    modules_before = set(sys.modules) if learn_imports else set()
     try:
-        os.setpgid(0, 0)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        # Only the record pipe stays open: the child must not hold the zygote's channels.
-        os.closerange(3, w)
-        os.closerange(w + 1, 1 << 16)
-        os.chdir(tmp)
-        random.seed(seed)
-        if "numpy" in sys.modules:
-            sys.modules["numpy"].random.seed(seed)
+        _prologue(w, tmp, seed)
         if prepare is not None:
             prepare()
-        try:
-            if confinement is not None:
-                confine(confinement, tmp)
-        except BaseException as exc:  # noqa: BLE001
-            os.write(w, UNCONFINED + f"{type(exc).__name__}: {exc}".encode()[:MAX_REASON_CHARS])
-            os._exit(0)
-        os.write(w, CONFINED)
+        _enter_confinement(confinement, tmp, w)
         if cpu_limit:
             # CPU time, unlike wall time, does not grow when the machine is busy, so a limit on
             # it gives the same verdict from run to run; SIGPROF's default action kills.
@@ -534,7 +611,116 @@ def _child_main(
     _send(w, record)
 
 
+def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[int, int]]], messages: bool, w: int,
+                tmp: str, seed: int, timeout: float, confinement: Confinement | None) -> NoReturn:
+    """Body of a group's child: setup and prefix once (the test's own code, trusted, as in the
+    zygote), then each candidate in a confined child of its own on what the prefix left —
+    the state a separate run would reach, without paying for it again. Sends
+    ``{"verdicts": [...]}``; never returns."""
+    tier = confinement.tier if confinement is not None else "none"
+    record: dict[str, Any]
+    try:
+        _prologue(w, tmp, seed)
+        os.chmod(tmp, 0o755)  # candidates run under uids of their own and may read tmp_path
+        prefix = program.prefix_function(messages)
+        try:
+            names = program.call(prefix, tmp)
+            outcome = None
+        except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
+            outcome = {**_classify(exc, prefix.__code__, (0, -1)), "tier": tier}
+            outcome["reason"] = outcome["reason"][:MAX_REASON_CHARS]
+        if outcome is not None:
+            verdicts = [outcome] * len(cands)
+        else:
+            scope = {**program.globals, **names}
+            verdicts = []
+            for code, span in cands:
+                raw = _fork_and_wait(lambda cw, ctmp: _candidate_main(code, span, scope, cw, ctmp, confinement),
+                                     confinement=confinement, timeout=timeout)
+                verdicts.append(_verdict(*raw, timeout=timeout, tier=tier)[0].to_dict())
+        record = {"verdicts": verdicts}
+    except BaseException as exc:  # noqa: BLE001
+        record = {"error": f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]}
+    _send(w, record)
+
+
+def _candidate_main(code: types.CodeType, span: tuple[int, int], scope: dict[str, Any], w: int, tmp: str,
+                    confinement: Confinement | None) -> NoReturn:
+    """Body of one candidate's child in a group: confined, it runs the candidate's code with
+    the prefix's variables (module globals, then the test's locals) as its namespace."""
+    record: dict[str, Any]
+    try:
+        os.setpgid(0, 0)
+        os.closerange(3, w)
+        os.closerange(w + 1, 1 << 16)
+        os.chdir(tmp)
+        _enter_confinement(confinement, tmp, w)
+        try:
+            exec(code, scope)  # noqa: S102 - the candidate, gated and confined
+            record = {"status": "passed", "reason": ""}
+        except BaseException as exc:  # noqa: BLE001
+            record = _classify(exc, code, span)
+    except BaseException as exc:  # noqa: BLE001
+        record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the candidate ran"}
+    _send(w, record)
+
+
 # --------------------------------------------------------------------------- the parent
+
+
+def _fork_and_wait(body: Callable[[int, str], NoReturn], *, confinement: Confinement | None, timeout: float,
+                   tmp_root: str | None = None, settle: bool = False) -> tuple[bytes, int | None, bool, float, float]:
+    """Fork a child that runs ``body(w, tmp)`` — ``w`` its record pipe, ``tmp`` a fresh
+    directory — and wait for it, at most ``timeout`` seconds (then its group is killed).
+    Returns the record, the wait status, whether it timed out, its CPU and wall seconds."""
+    tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MAX_RECORD_BYTES)  # a whole record fits: see _collect
+    except OSError:
+        pass  # the default 64 KiB; a bigger record is cut short (malformed), see _send
+    if settle:
+        gc.collect()
+    start = time.monotonic()
+    parent = os.getpid()
+    try:
+        pid = fork_child(confinement)
+    except OSError as err:
+        os.close(r)
+        os.close(w)
+        _remove_dir(tmp)
+        raise _ForkFailed(str(err)) from None
+    if pid == 0:  # child
+        os.close(r)
+        die_with_parent(parent)
+        body(w, tmp)
+    os.close(w)
+    try:
+        data, status, timed_out, cpu = _collect(pid, r, start + timeout)
+    finally:
+        os.close(r)
+        _remove_dir(tmp)
+    return data, status, timed_out, cpu, time.monotonic() - start
+
+
+class _ForkFailed(OSError):
+    pass
+
+
+def _verdict(data: bytes, status: int | None, timed_out: bool, cpu: float, seconds: float, *, timeout: float,
+             tier: str) -> tuple[Verdict, list[str]]:
+    """The verdict (and the new imports a warm-up child reports) from what a child left."""
+    if data.startswith(UNCONFINED):
+        return Verdict("infra", f"sandbox set-up failed: {data[1:].decode(errors='replace')}", seconds, tier=tier), []
+    if timed_out:
+        return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds, tier=tier), []
+    assert status is not None
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGPROF, signal.SIGXCPU):
+        return Verdict("timeout", "CPU limit reached; killed", seconds, cpu_seconds=cpu, tier=tier), []
+    verdict, imports = _verdict_from(data[1:] if data.startswith(CONFINED) else b"", status, seconds)
+    verdict.cpu_seconds = cpu
+    verdict.tier = tier
+    return verdict, imports
 
 
 def run_forked(
@@ -578,51 +764,72 @@ def run_forked(
         return Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
     except (ValueError, RecursionError, MemoryError) as err:
         return Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
-    tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
-    r, w = os.pipe()
     try:
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MAX_RECORD_BYTES)  # a whole record fits: see _collect
-    except OSError:
-        pass  # the default 64 KiB; a bigger record is cut short (malformed), see _send
-    if settle:
-        gc.collect()
-    start = time.monotonic()
-    parent = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError as err:
-        os.close(r)
-        os.close(w)
-        shutil.rmtree(tmp, ignore_errors=True)
-        return Verdict("infra", f"fork failed: {err}")
-    if pid == 0:  # child
-        os.close(r)
-        die_with_parent(parent)
-        _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports, messages, cpu_limit, call_budget,
-                    confinement, settle)
-    os.close(w)
-    # The child makes itself a process-group leader before it runs anything that could fork, so
-    # _kill_group reaches all it started; the parent does not race it to that (the loser's
-    # exception would be allocated on some runs and not others: see settle_heap).
-    try:
-        data, status, timed_out, cpu = _collect(pid, r, start + timeout)
-    finally:
-        os.close(r)
-        _kill_group(pid)
-        shutil.rmtree(tmp, ignore_errors=True)
-    seconds = time.monotonic() - start
-    if data.startswith(UNCONFINED):
-        return Verdict("infra", f"sandbox set-up failed: {data[1:].decode(errors='replace')}", seconds, tier=tier)
-    if timed_out:
-        return Verdict("timeout", f"no verdict within {timeout:g}s; process group killed", seconds, tier=tier)
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGPROF, signal.SIGXCPU):
-        return Verdict("timeout", "CPU limit reached; killed", seconds, cpu_seconds=cpu, tier=tier)
-    verdict, imports = _verdict_from(data[1:] if data.startswith(CONFINED) else b"", status, seconds)
-    verdict.cpu_seconds = cpu
-    verdict.tier = tier
+        raw = _fork_and_wait(lambda w, tmp: _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports,
+                                                        cpu_limit, call_budget, confinement, settle),
+                             confinement=confinement, timeout=timeout, tmp_root=tmp_root, settle=settle)
+    except _ForkFailed as err:
+        return Verdict("infra", f"fork failed: {err}", tier=tier)
+    verdict, imports = _verdict(*raw, timeout=timeout, tier=tier)
     if learn_imports:
         _import_quietly(imports)
     return verdict
+
+
+def run_group(program: SlotProgram, candidates: list[str], *, timeout: float, seed: int = 0, messages: bool = True,
+              confinement: Confinement | None = None) -> list[Verdict] | None:
+    """Verdicts for several candidates in one slot, as :func:`run_forked` would give them,
+    for the price of one setup and prefix: a child runs those once and forks each candidate
+    from there (see :func:`_group_main`). Each candidate gets ``timeout``; the prefix one more.
+    None when a candidate can only run inside the whole function (use :func:`run_forked`)."""
+    tier = confinement.tier if confinement is not None else "none"
+    verdicts: list[Verdict | None] = [None] * len(candidates)
+    built: list[tuple[int, types.CodeType, tuple[int, int]]] = []
+    for i, candidate in enumerate(candidates):
+        try:
+            alone = program.build_alone(candidate, messages)
+        except SyntaxError as err:
+            verdicts[i] = Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
+            continue
+        except (ValueError, RecursionError, MemoryError) as err:
+            verdicts[i] = Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
+            continue
+        if alone is None:
+            return None
+        built.append((i, *alone))
+    if built:
+        cands = [(code, span) for _, code, span in built]
+        limit = timeout * (len(cands) + 1)
+        try:
+            data, status, timed_out, cpu, seconds = _fork_and_wait(
+                lambda w, tmp: _group_main(program, cands, messages, w, tmp, seed, timeout, confinement),
+                confinement=None, timeout=limit)
+        except _ForkFailed as err:
+            data, status, timed_out, cpu, seconds = b"", None, False, 0.0, 0.0
+            failure = Verdict("infra", f"fork failed: {err}", tier=tier)
+        else:
+            failure = _group_failure(data, status, timed_out, seconds, limit, tier)
+        rows = [] if failure is not None else json.loads(data)["verdicts"]
+        for k, (i, _, _) in enumerate(built):
+            verdicts[i] = failure or Verdict(**rows[k])
+    return verdicts  # type: ignore[return-value]
+
+
+def _group_failure(data: bytes, status: int | None, timed_out: bool, seconds: float, limit: float,
+                   tier: str) -> Verdict | None:
+    """What every candidate of a group gets when the group's child gave no verdicts."""
+    if timed_out:
+        return Verdict("timeout", f"setup and prefix gave no verdict within {limit:g}s; process group killed",
+                       seconds, tier=tier)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = {}
+    if status == 0 and isinstance(record.get("verdicts"), list):
+        return None
+    if "error" in record:
+        return Verdict("infra", f"group runner failed: {record['error']}", seconds, tier=tier)
+    return Verdict("crashed", "the group's setup and prefix died without a verdict", seconds, tier=tier)
 
 
 def settle_heap() -> None:
@@ -674,16 +881,18 @@ def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool
     out, and the child's CPU seconds."""
     pidfd = os.pidfd_open(pid)
     view = _record_view()
+    reaped = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill_group(pid)
-                os.waitpid(pid, 0)
                 return b"", None, True, 0.0
             if select.select([pidfd], [], [], remaining)[0]:
                 break
-        os.set_blocking(r, False)  # a grandchild may still hold the write end
+        # The child has exited but is not reaped, so its pid and group cannot have been reused:
+        # whatever it left running in its group dies now.
+        _kill_group(pid)
+        os.set_blocking(r, False)  # a process outside the group may still hold the write end
         size = 0
         try:
             while size < MAX_RECORD_BYTES and (n := os.readv(r, [view[size:]])):
@@ -691,10 +900,21 @@ def _collect(pid: int, r: int, deadline: float) -> tuple[bytes, int | None, bool
         except BlockingIOError:
             pass
         _, status, usage = os.wait4(pid, 0)
+        reaped = True
         return bytes(view[:size]), status, False, usage.ru_utime + usage.ru_stime
     finally:
+        if not reaped:  # timed out, or interrupted
+            _kill_group(pid)
+            os.waitpid(pid, 0)
         view.release()
         os.close(pidfd)
+
+
+def _remove_dir(path: str) -> None:
+    try:
+        os.rmdir(path)  # most runs leave their directory empty
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _kill_group(pid: int) -> None:

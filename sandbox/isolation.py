@@ -8,8 +8,9 @@ fork and before it runs the candidate:
 ``namespaces``
     network, IPC, UTS and mount namespaces for the server — no network but a loopback that is
     down, a private tmpfs ``/tmp``, read-only ``/var/tmp`` and ``/dev/shm`` — and mount and PID
-    namespaces per child: only its own processes in view and none that outlive it; plus
-    everything of ``rlimits``. Needs root (or ``CAP_SYS_ADMIN``).
+    namespaces per child, forked straight in as its PID namespace's init (:func:`fork_child`):
+    only its own processes in view and none that outlive it; plus everything of ``rlimits``.
+    Needs root (or ``CAP_SYS_ADMIN``).
 ``rlimits``
     resource limits (address space, CPU, file size, open files, processes, no core files),
     no-new-privileges, an environment cut to a few harmless variables and — as root — a uid of
@@ -124,12 +125,16 @@ def confine(c: Confinement, workdir: str) -> None:
     """
     if c.tier == "none":
         return
-    uid = _FIRST_UID + os.getpid() % _UIDS if c.own_uid else None
     if c.tier == "namespaces":
-        # The network, IPC, UTS and mount namespaces are the server's (enter_namespaces); each
-        # child adds its own mount namespace (for its /proc) and PID namespace.
-        _check(libc().unshare(_CLONE_NEWNS | _CLONE_NEWPID), "unshare")
-        _become_pid_namespace_init()
+        # This process is the init of a PID namespace of its own (fork_child made it so); it
+        # adds a mount namespace for its own /proc. Its pid there is 1: its uid comes from its
+        # pid on the host, which the old /proc still shows.
+        host_pid = int(os.readlink("/proc/self"))
+        _check(libc().unshare(_CLONE_NEWNS), "unshare")
+        _check(libc().mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
+    else:
+        host_pid = os.getpid()
+    uid = _FIRST_UID + host_pid % _UIDS if c.own_uid else None
     if uid is not None:
         os.chown(workdir, uid, uid)
     mb = 1 << 20
@@ -169,29 +174,29 @@ def scrubbed_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _become_pid_namespace_init() -> None:
-    """Fork into the new PID namespace (the caller stays outside it as a relay) and return in
-    the child, which is that namespace's init: whatever it forks, however it detaches, dies with
-    it. The relay waits and leaves with the same exit status or signal, so the parent's verdict
-    logic sees one process. A fresh ``/proc`` shows the candidate its own processes only."""
-    pid = os.fork()
-    if pid == 0:
-        set_parent_death_signal(signal.SIGKILL)
-        _check(libc().mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
-        return
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+_OWN_PID_NAMESPACE: tuple[int, int] | None = None  # (pid that opened it, descriptor)
+
+
+def fork_child(c: Confinement | None) -> int:
+    """``os.fork()``; at tier ``namespaces`` the child is the init of a new PID namespace, so
+    whatever it forks, however it detaches, dies with it. The caller's own children go back
+    to its PID namespace right after (a zygote forked later must not land in a dead one)."""
+    if c is None or c.tier != "namespaces":
+        return os.fork()
+    global _OWN_PID_NAMESPACE
+    lib = libc()
+    if _OWN_PID_NAMESPACE is None or _OWN_PID_NAMESPACE[0] != os.getpid():  # a fork may have closed it
+        _OWN_PID_NAMESPACE = (os.getpid(), os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+    own = _OWN_PID_NAMESPACE[1]
+    _check(lib.unshare(_CLONE_NEWPID), "unshare")
+    try:
+        pid = os.fork()
+    except BaseException:
+        _check(lib.setns(own, _CLONE_NEWPID), "setns")
+        raise
+    if pid:
+        _check(lib.setns(own, _CLONE_NEWPID), "setns")
+    return pid
 
 
 def _mapped_bytes() -> int:
@@ -256,12 +261,22 @@ def _try(c: Confinement, package_dir: str) -> str | None:
         try:
             enter_namespaces(c, (package_dir,))
             work = tempfile.mkdtemp(prefix="trident-probe-")
-            confine(c, work)
-            with open(os.path.join(package_dir, "__init__.py"), "rb") as fh:
-                fh.read(1)
-            with open(os.path.join(work, "probe"), "w") as fh:
-                fh.write("ok")
+            inner = fork_child(c)  # as a run's child is forked
+            if inner == 0:
+                try:
+                    confine(c, work)
+                    with open(os.path.join(package_dir, "__init__.py"), "rb") as fh:
+                        fh.read(1)
+                    with open(os.path.join(work, "probe"), "w") as fh:
+                        fh.write("ok")
+                except BaseException as exc:  # noqa: BLE001 - any failure means the tier is unusable
+                    os.write(w, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+                    os._exit(1)
+                os._exit(0)
+            _, status = os.waitpid(inner, 0)
             shutil.rmtree(work, ignore_errors=True)  # /tmp itself may not be ours to write
+            if status != 0:
+                os._exit(0)  # the inner child reported why
         except BaseException as exc:  # noqa: BLE001 - any failure means the tier is unusable
             msg = f"{type(exc).__name__}: {exc}"
         os.write(w, json.dumps({"error": msg}).encode())

@@ -520,7 +520,7 @@ def assign_splits(files: list[str], links: list[list[str]], cfg: MineConfig) -> 
     return out
 
 
-MINER_VERSION = 4  # bump when a change to mining changes what a file yields
+MINER_VERSION = 5  # bump when a change to mining changes what a file yields
 _NOT_IN_KEY = ("out", "summary", "files", "max_files", "max_tasks", "workers", "progress",
                "valid_fraction", "test_fraction", "split_seed")
 

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple
 
-from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked, settle_heap
+from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked, run_group, settle_heap
 from .isolation import TIERS, Confinement, enter_namespaces, probe, scrubbed_environment
 from .mutants import MutantError, Patcher
 from .tasks import Mutant, Task
@@ -139,7 +139,8 @@ class ModuleZygote:
             self._known[key] = frozenset(names)
         return self._known[key]
 
-    def run(self, job: dict[str, Any]) -> Verdict:
+    def _slot(self, job: dict[str, Any]) -> SlotProgram | Verdict:
+        """The job's slot program, or the verdict that ends the job before it runs."""
         tier = self.confinement.tier if self.confinement is not None else "none"
         try:
             prog = self.program(job["test_class"], job["test_name"], job["slot"])
@@ -153,6 +154,12 @@ class ModuleZygote:
             reason = gate.check(job["candidate"], self.known_names(prog))
             if reason is not None:
                 return Verdict("rejected", reason, tier=tier)
+        return prog
+
+    def run(self, job: dict[str, Any]) -> Verdict:
+        prog = self._slot(job)
+        if isinstance(prog, Verdict):
+            return prog
         prepare = None
         if job.get("mutant"):
             m = job["mutant"]
@@ -165,6 +172,43 @@ class ModuleZygote:
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
                           cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"),
                           confinement=self.confinement, settle=self.settle)
+
+    def run_many(self, jobs: list[dict[str, Any]]) -> list[Verdict]:
+        """Verdicts for ``jobs``, in order. Plain jobs (no mutant, trace or counted limits)
+        that share a slot run as a group — setup and prefix once, a fork per candidate from
+        there (:func:`~sandbox.execution.run_group`); the rest one by one."""
+        verdicts: list[Verdict | None] = [None] * len(jobs)
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            plain = not (job.get("mutant") or job.get("trace") or job.get("cpu_limit") or job.get("call_budget"))
+            key = (job["test_class"], job["test_name"], job["slot"], job.get("prefix"), float(job["timeout"]),
+                   int(job.get("seed", 0)), bool(job.get("messages", True)))
+            groups.setdefault(key if plain else ("alone", i), []).append(i)
+        for key, idx in groups.items():
+            if len(idx) > 1:
+                self._run_group(jobs, idx, verdicts)
+            for i in idx:
+                if verdicts[i] is None:
+                    verdicts[i] = self.run(jobs[i])
+        return verdicts  # type: ignore[return-value]
+
+    def _run_group(self, jobs: list[dict[str, Any]], idx: list[int], verdicts: list[Verdict | None]) -> None:
+        todo, prog = [], None
+        for i in idx:
+            slot = self._slot(jobs[i])
+            if isinstance(slot, Verdict):
+                verdicts[i] = slot
+            else:
+                todo.append(i)
+                prog = slot
+        if prog is None or len(todo) < 2:
+            return  # what is left runs alone
+        first = jobs[todo[0]]
+        group = run_group(prog, [jobs[i]["candidate"] for i in todo], timeout=float(first["timeout"]),
+                          seed=int(first.get("seed", 0)), messages=bool(first.get("messages", True)),
+                          confinement=self.confinement)
+        for i, v in zip(todo, group or []):
+            verdicts[i] = v
 
 
 # --------------------------------------------------------------------------- server side
@@ -301,11 +345,14 @@ def _zygote_loop(package: str, module: str, r: int, w: int, confinement: Confine
             return [Verdict("infra", load_error).to_dict() for _ in jobs]
         verdicts: list[dict | None] = [None] * len(jobs)
         groups: dict[str, list[int]] = {}
+        unmutated = []
         for i, job in enumerate(jobs):
             if job.get("mutant"):
                 groups.setdefault(job["mutant"]["id"], []).append(i)
             else:
-                verdicts[i] = zygote.run(job).to_dict()
+                unmutated.append(i)
+        for i, v in zip(unmutated, zygote.run_many([jobs[i] for i in unmutated])):
+            verdicts[i] = v.to_dict()
         for idx in groups.values():
             m = jobs[idx[0]]["mutant"]
             # The programs a mutant zygote needs are built here first, so it inherits them.
@@ -335,7 +382,8 @@ def _mutant_loop(zygote: ModuleZygote, m: dict, r: int, w: int) -> None:
         error = ""
     except (MutantError, TypeError) as err:
         error = str(err)
-    _serve_jobs(r, w, lambda jobs: [Verdict("infra", error).to_dict() if error else zygote.run(job).to_dict() for job in jobs])
+    _serve_jobs(r, w, lambda jobs: [Verdict("infra", error).to_dict() for _ in jobs] if error
+                else [v.to_dict() for v in zygote.run_many(jobs)])
 
 
 def serve(package: str, max_zygotes: int = 8) -> None:

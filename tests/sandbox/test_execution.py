@@ -5,7 +5,7 @@ import os
 import networkx
 import pytest
 
-from sandbox.execution import SlotProgram, run_forked
+from sandbox.execution import SlotProgram, run_forked, run_group
 from sandbox.mutants import Patcher, generate
 
 MODULE = "networkx.algorithms.tests.test_cycles"
@@ -84,6 +84,60 @@ def test_tmp_path_fixture_in_a_plain_function():
     prog = SlotProgram(mod.__name__, None, "test_gexf_v1_3", _slots(node)[-1])
     assert run_forked(prog, prog.target_text, timeout=10).status == "passed"
     assert run_forked(prog, "assert False", timeout=10).status == "failed"
+
+
+GROUP = [
+    "assert sort_cy == [[0, 1, 2, 3], [0, 1, 6, 7, 8], [0, 3, 4, 5]]",  # passes
+    "assert len(sort_cy) == 4",                                          # fails, with pytest's message
+    "assert sort_cy[10] == 1",                                           # IndexError: error
+    "n = len(G)\nassert all(len(c) < n for c in sort_cy)",               # a name of its own, a generator
+    "import os; os._exit(0)",                                            # exit 0, no record: crashed
+    "while True:\n    pass",                                             # timeout
+    "nx.cycle_basis = None\nassert self.G is G",                         # changes a global, then passes
+    "assert (",                                                          # rejected
+]
+
+
+def _key(v):
+    return v.status, v.reason, v.assert_line
+
+
+def test_a_group_gets_the_verdicts_of_separate_runs(program):
+    alone = [run_forked(program, c, timeout=1) for c in GROUP]
+    group = run_group(program, GROUP, timeout=1)
+    assert [_key(v) for v in group] == [_key(v) for v in alone]
+    assert [v.status for v in group] == ["passed", "failed", "error", "passed", "crashed", "timeout", "passed", "rejected"]
+    # What one candidate of a group did to module state is not seen by the next.
+    assert _key(run_group(program, [GROUP[6], GROUP[0]], timeout=1)[1]) == _key(alone[0])
+
+
+def test_a_group_whose_prefix_fails_gives_each_candidate_that_verdict():
+    # With cycle_basis returning None, the prefix's sorted(... for c in cy) raises.
+    prog = SlotProgram(MODULE, "TestCycles", "test_cycle_basis", 3)
+    patcher = Patcher(NX_DIR)
+    mutant = next(m for m in generate(NX_DIR, "algorithms/cycles.py", "cycle_basis") if m.operator == "return_value")
+    alone = run_forked(prog, "assert True", timeout=5, prepare=patcher.prepare(mutant))
+    assert alone.status == "error" and "in the prefix" in alone.reason
+    pid = os.fork()
+    if pid == 0:  # as a mutant zygote does: apply the mutant, then run the group
+        patcher.prepare(mutant)()
+        group = run_group(prog, ["assert True", "assert G"], timeout=5)
+        os._exit(0 if [_key(v) for v in group] == [_key(alone)] * 2 else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_a_group_can_read_what_the_prefix_wrote_to_tmp_path():
+    from sandbox.mining import _slots, _test_def
+    import networkx.readwrite.tests.test_gexf as mod
+
+    node, _, _ = _test_def(mod.test_gexf_v1_3)
+    prog = SlotProgram(mod.__name__, None, "test_gexf_v1_3", _slots(node)[-1])
+    assert [v.status for v in run_group(prog, [prog.target_text, "assert False"], timeout=10)] == ["passed", "failed"]
+
+
+def test_a_method_candidate_needing_the_whole_function_is_left_to_separate_runs(program):
+    assert run_group(program, ["assert super() is not None", GROUP[0]], timeout=5) is None
+    assert run_group(program, ["assert self.__dict__", GROUP[0]], timeout=5) is not None  # a dunder is not mangled
 
 
 def test_mutant_kill_detection(program):
