@@ -7,7 +7,7 @@ its target. ``semantic`` encodes a call's candidates in batches and its targets 
 the baseline encodes each candidate and its target on their own, uncached.
 
     python bench/bench_semantic.py                       # 1,000 assertions, baseline on 100
-    python bench/bench_semantic.py --n 2000 --baseline-n 300 --dtype float32 --threads 1
+    python bench/bench_semantic.py --n 2000 --baseline-n 300 --dtype bfloat16 --threads 1
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="candidate assertions to score")
     parser.add_argument("--baseline-n", type=int, default=100, help="of those, how many the baseline encodes")
     parser.add_argument("--batch", type=int, default=64, help="candidates per call of the reward (the scorer encodes them in batches of its own)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"],
                         help="auto: bfloat16 where the CPU has it natively, else float32 (the reward's default)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     args = parser.parse_args()

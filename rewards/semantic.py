@@ -47,7 +47,7 @@ def resolve_dtype(dtype: Dtype) -> str:
 class SemanticScorer:
     """all-MiniLM-L6-v2 on the CPU with a target-embedding cache of ``cache_size`` entries."""
 
-    def __init__(self, dtype: Dtype = "auto", batch_size: int = 16, cache_size: int = 50_000) -> None:
+    def __init__(self, dtype: Dtype = "float32", batch_size: int = 16, cache_size: int = 50_000) -> None:
         if dtype not in ("auto", "float32", "bfloat16"):
             raise RewardError(f"reward 'semantic': dtype must be 'auto', 'float32' or 'bfloat16', not {dtype!r}")
         self.dtype = dtype  # resolved when the model loads
@@ -138,7 +138,7 @@ _SCORERS: dict[str, SemanticScorer] = {}
 _SCORERS_LOCK = threading.Lock()
 
 
-def scorer(dtype: Dtype = "auto") -> SemanticScorer:
+def scorer(dtype: Dtype = "float32") -> SemanticScorer:
     """This process's scorer for ``dtype`` (model loaded on first use)."""
     with _SCORERS_LOCK:
         if dtype not in _SCORERS:
@@ -153,7 +153,7 @@ def scorer(dtype: Dtype = "auto") -> SemanticScorer:
 
 @reward("semantic")
 def semantic(prompts: Sequence[Any], completions: Sequence[str], target: Sequence[str] | None = None,
-             task: Sequence[Any] | None = None, dtype: Dtype = "auto", **_: Any) -> list[float | None]:
+             task: Sequence[Any] | None = None, dtype: Dtype = "float32", **_: Any) -> list[float | None]:
     """Cosine similarity in [-1, 1] of the all-MiniLM-L6-v2 embeddings of candidate and target
     (unit-normalised, mean-pooled; in practice between about -0.1 and 1). ``dtype``: of the
     model's weights; ``auto`` is bfloat16 where the CPU has it natively (about twice as fast,
