@@ -39,7 +39,10 @@ def native_bf16() -> bool:
 
 
 def resolve_dtype(dtype: Dtype) -> str:
-    """``auto``: bfloat16 where the CPU has it natively, else float32."""
+    """``auto``: bfloat16 where the CPU has it natively, else float32; anything else than the
+    three names is an error."""
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise RewardError(f"reward 'semantic': dtype must be 'auto', 'float32' or 'bfloat16', not {dtype!r}")
     if dtype == "auto":
         return "bfloat16" if native_bf16() else "float32"
     return dtype
@@ -49,9 +52,8 @@ class SemanticScorer:
     """all-MiniLM-L6-v2 on the CPU with a target-embedding cache of ``cache_size`` entries."""
 
     def __init__(self, dtype: Dtype = "float32", batch_size: int = 16, cache_size: int = 50_000) -> None:
-        if dtype not in ("auto", "float32", "bfloat16"):
-            raise RewardError(f"reward 'semantic': dtype must be 'auto', 'float32' or 'bfloat16', not {dtype!r}")
-        self.dtype = dtype  # resolved when the model loads
+        resolve_dtype(dtype)  # an unknown name is an error here, not when the model loads
+        self.dtype = dtype
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._model: Any = None
@@ -141,8 +143,6 @@ def scorer(dtype: Dtype = "float32") -> SemanticScorer:
     """This process's scorer for ``dtype`` (model loaded on first use)."""
     with _SCORERS_LOCK:
         if dtype not in _SCORERS:
-            if dtype not in ("auto", "float32", "bfloat16"):
-                raise RewardError(f"reward 'semantic': dtype must be 'auto', 'float32' or 'bfloat16', not {dtype!r}")
             resolved = resolve_dtype(dtype)
             if resolved not in _SCORERS:
                 _SCORERS[resolved] = SemanticScorer(resolved)

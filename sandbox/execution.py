@@ -525,18 +525,23 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
     return {"status": "error", "reason": f"{text} {where}", "assert_line": innermost.tb_lineno if own else None}
 
 
-def _prologue(w: int, tmp: str, seed: int) -> None:
-    """First steps of a forked child: its own process group (so _kill_group reaches all it
-    starts), quiet stdio, no descriptor but the record pipe ``w``, ``tmp`` as working directory
-    and seeded random generators."""
+def _own_group_and_fds(w: int, tmp: str) -> None:
+    """A forked child's own process group (so _kill_group reaches all it starts), no
+    descriptor above stdio but the record pipe ``w``, and ``tmp`` as working directory."""
     os.setpgid(0, 0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
     # Only the record pipe stays open: the child must not hold the zygote's channels.
     os.closerange(3, w)
     os.closerange(w + 1, 1 << 16)
     os.chdir(tmp)
+
+
+def _prologue(w: int, tmp: str, seed: int) -> None:
+    """First steps of a forked child: :func:`_own_group_and_fds`, quiet stdio and seeded
+    random generators."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    _own_group_and_fds(w, tmp)
     random.seed(seed)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(seed)
@@ -650,10 +655,7 @@ def _candidate_main(code: types.CodeType, span: tuple[int, int], scope: dict[str
     the prefix's variables (module globals, then the test's locals) as its namespace."""
     record: dict[str, Any]
     try:
-        os.setpgid(0, 0)
-        os.closerange(3, w)
-        os.closerange(w + 1, 1 << 16)
-        os.chdir(tmp)
+        _own_group_and_fds(w, tmp)  # stdio is the group child's /dev/null already
         _enter_confinement(confinement, tmp, w)
         try:
             exec(code, scope)  # noqa: S102 - the candidate, gated and confined
@@ -723,6 +725,16 @@ def _verdict(data: bytes, status: int | None, timed_out: bool, cpu: float, secon
     return verdict, imports
 
 
+_COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
+
+
+def _not_compiled(err: BaseException, tier: str) -> Verdict:
+    """The verdict for a candidate that does not compile (it never runs)."""
+    if isinstance(err, SyntaxError):
+        return Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
+    return Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
+
+
 def run_forked(
     program: SlotProgram,
     candidate: str,
@@ -760,10 +772,8 @@ def run_forked(
     # child cost several times more, every page it touched being a copy-on-write fault.
     try:
         built = program.build(candidate, messages)
-    except SyntaxError as err:
-        return Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
-    except (ValueError, RecursionError, MemoryError) as err:
-        return Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
+    except _COMPILE_ERRORS as err:
+        return _not_compiled(err, tier)
     try:
         raw = _fork_and_wait(lambda w, tmp: _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports,
                                                         cpu_limit, call_budget, confinement, settle),
@@ -788,11 +798,8 @@ def run_group(program: SlotProgram, candidates: list[str], *, timeout: float, se
     for i, candidate in enumerate(candidates):
         try:
             alone = program.build_alone(candidate, messages)
-        except SyntaxError as err:
-            verdicts[i] = Verdict("rejected", f"syntax error: {err.msg} (line {err.lineno})", tier=tier)
-            continue
-        except (ValueError, RecursionError, MemoryError) as err:
-            verdicts[i] = Verdict("rejected", f"cannot compile: {type(err).__name__}: {err}"[:MAX_REASON_CHARS], tier=tier)
+        except _COMPILE_ERRORS as err:
+            verdicts[i] = _not_compiled(err, tier)
             continue
         if alone is None:
             return None
