@@ -46,6 +46,19 @@ def _run_score(cfg: Any) -> int:
     return 0
 
 
+def _sft_config() -> type:
+    from pretrain.sft import SFTConfig
+
+    return SFTConfig
+
+
+def _run_sft(cfg: Any) -> int:
+    from pretrain.sft import train
+
+    train(cfg)
+    return 0
+
+
 def _rewards_config() -> type:
     from rewards.check import RewardsConfig
 
@@ -91,7 +104,8 @@ JOBS = (
         _rewards_config, _run_rewards, (("--tasks", "tasks", "task file (default: mine a few networkx tasks)"),),
         (("action", "what to do: check", ("check",)),
          ("reward", "a registered reward, package.module:function, or a composition YAML file", None))),
-    Job("sft", "stage 1: train the masked-diffusion model with its critic head", None, None),
+    Job("sft", "stage 1: train the masked-diffusion model with its critic head", _sft_config, _run_sft,
+        (("--tasks", "tasks", "task file from `trident mine`"), ("--out", "out", "run folder"))),
     Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
     Job("eval", "evaluate a model against baselines on a split", None, None),
     Job("pipeline", "run the staged pipeline mine -> tokenizer -> sft -> rl -> eval", None, None),
@@ -156,12 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trident {job.name}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - user-facing errors from the layers below
+        from pretrain.errors import PretrainError
         from rewards.registry import RewardError
         from sandbox.mining import MiningError
         from sandbox.tasks import TaskFormatError
         from sandbox.zygote import SandboxError
 
-        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError)):
+        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError, PretrainError)):
             print(f"trident {job.name}: error: {err}", file=sys.stderr)
             return 1
         raise

@@ -1,0 +1,185 @@
+"""Evaluation of a Stage 1 model on a split, with the baselines beside it.
+
+Systems, each scored on the same tasks with the scorers of ``rewards.text`` and the sandbox:
+
+- ``retrieval``: the target of the most similar training task (pretrain/retrieval.py);
+- ``constant``: one fixed assertion for every task (token F1 is gamed by it: never a headline);
+- ``diffusion``: the model from an all-[MASK] slot;
+- ``edit``: the model starting from the retrieved assertion with the positions its critic
+  doubts remasked (diffusion as editing).
+
+And the critic as an error detector: on valid slots where some tokens were replaced by the
+model's own wrong guesses, the AUROC of ``1 - σ(z_i)`` for spotting them, next to the AUROC of
+the generator's confidence ``1 - p(x_i)`` on the same positions.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from sandbox.api import Limits
+from sandbox.tasks import Task
+
+from .data import Encoder, collate
+from .model import DiffusionLM
+from .retrieval import Retriever
+from .sampler import SamplerConfig, diffusion_generate, edit_start
+
+
+@dataclass
+class EvalConfig:
+    """How a Stage 1 model is evaluated."""
+
+    split: str = field(default="valid", metadata={"help": "split to evaluate on: valid or test"})
+    max_tasks: int | None = field(default=None, metadata={"help": "evaluate at most this many tasks (first in file order)"})
+    batch_size: int = field(default=64, metadata={"help": "tasks generated together"})
+    sampler: SamplerConfig = field(default_factory=SamplerConfig, metadata={"help": "sampler settings"})
+    execute: bool = field(default=True, metadata={"help": "run candidates in the sandbox for the pass rate"})
+    workers: int = field(default=0, metadata={"help": "sandbox workers; 0 = one per core"})
+    sandbox: Limits = field(default_factory=Limits, metadata={"help": "sandbox limits"})
+    constant: str = field(default="assert len(G) == 0", metadata={"help": "the constant baseline's assertion"})
+    wrong_share: float = field(default=0.15, metadata={"help": "share of target tokens replaced by wrong ones for the critic AUROC"})
+    seed: int = field(default=0, metadata={"help": "seed of the AUROC corruption"})
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``scores`` for the positive ``labels`` (ties count half)."""
+    pairs = sorted(zip(scores, labels))
+    n_pos = sum(1 for _, y in pairs if y)
+    n_neg = len(pairs) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        avg_rank = (i + 1 + j) / 2  # 1-based ranks i+1..j share their mean
+        rank_sum += avg_rank * sum(1 for k in range(i, j) if pairs[k][1])
+        i = j
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sampler: SamplerConfig, *,
+             starts: Sequence[str] | None = None, batch_size: int = 64) -> list[str]:
+    """Assertions for ``tasks``: from all-[MASK], or by editing ``starts`` (one per task)."""
+    model.eval()
+    out: list[str] = []
+    for lo in range(0, len(tasks), batch_size):
+        chunk = tasks[lo:lo + batch_size]
+        rows = []
+        for k, task in enumerate(chunk):
+            row = encoder.encode_prompt_only(task)
+            if starts is not None:
+                fitted = encoder.slot(starts[lo + k])
+                if fitted is not None:
+                    row = type(row)(row.task_id, row.prompt, fitted[0], fitted[1])
+            rows.append(row)
+        batch = collate(rows, model.special, 0.0).to(model.device)
+        ids = batch.input_ids
+        if starts is not None:
+            ids = edit_start(model, ids, batch.attention_mask, sampler)
+        result = diffusion_generate(model, ids, batch.attention_mask, sampler, record=False)
+        out += [encoder.decode(row.tolist()) for row in result.tokens]
+    return out
+
+
+def text_scores(tasks: Sequence[Task], texts: Sequence[str]) -> dict[str, float]:
+    from rewards.text import exact_match, f1, python_tokens
+
+    n = max(1, len(texts))
+    parsed = sum(1 for t in texts if _parses(t))
+    exact = exact_match(None, list(texts), target=[t.target for t in tasks])
+    f1s = [f1(python_tokens(c), python_tokens(t.target)) for c, t in zip(texts, tasks)]
+    return {"ast_valid": parsed / n, "exact_match": sum(exact) / n, "token_f1": sum(f1s) / n,
+            "distinct": len(set(texts)) / n}
+
+
+def _parses(text: str) -> bool:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return bool(tree.body) and all(isinstance(s, ast.Assert) for s in tree.body)
+
+
+def pass_rates(tasks: Sequence[Task], systems: dict[str, list[str]], cfg: EvalConfig) -> dict[str, float]:
+    """Share of each system's candidates that pass in the sandbox (one pool for all)."""
+    from sandbox.pool import Pool
+
+    items = [(task, [texts[i] for texts in systems.values()]) for i, task in enumerate(tasks)]
+    with Pool(workers=cfg.workers, limits=cfg.sandbox) as pool:
+        verdicts = pool.score(items, mutants=False)
+    names = list(systems)
+    out = {}
+    for j, name in enumerate(names):
+        ok = sum(1 for row in verdicts if row[j].status == "passed")
+        infra = sum(1 for row in verdicts if row[j].status == "infra")
+        out[name] = ok / max(1, len(tasks) - infra)
+    return out
+
+
+@torch.no_grad()
+def critic_auroc(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], cfg: EvalConfig) -> dict[str, float]:
+    """AUROC for spotting wrong slot tokens: the critic's vs the generator's confidence.
+
+    Wrong tokens are the model's own samples from an all-[MASK] slot where they differ from
+    the target: the mistakes it really makes, not random noise.
+    """
+    model.eval()
+    g = torch.Generator().manual_seed(cfg.seed)
+    s = model.special
+    forbidden = torch.tensor(sorted(set(s.never_generated()) | {s.pad}), device=model.device)
+    crit_scores: list[float] = []
+    conf_scores: list[float] = []
+    labels: list[bool] = []
+    rows = [e for e in (encoder.encode(t) for t in tasks) if e is not None]
+    L = model.slot_len
+    for lo in range(0, len(rows), cfg.batch_size):
+        batch = collate(rows[lo:lo + cfg.batch_size], s, 0.0).to(model.device)
+        clean = batch.input_ids
+        blank = clean.clone()
+        blank[:, -L:] = s.mask
+        logits = model(blank, batch.attention_mask).logits.float()  # (B, T, V)
+        logits[..., forbidden] = float("-inf")
+        guess = torch.multinomial(torch.softmax(logits[:, -L:], -1).reshape(-1, logits.shape[-1]).cpu(), 1,
+                                  generator=g).reshape(-1, L).to(model.device)  # (B, L)
+        target_pos = batch.weights[:, -L:] == 1.0  # target tokens and [EOS]
+        coin = torch.rand(guess.shape, generator=g).to(model.device) < cfg.wrong_share
+        wrong = coin & target_pos & (guess != clean[:, -L:])
+        state = clean.clone()
+        state[:, -L:] = torch.where(wrong, guess, clean[:, -L:])
+        out = model(state, batch.attention_mask)
+        p_tok = torch.softmax(out.logits[:, -L:].float(), -1).gather(-1, state[:, -L:, None]).squeeze(-1)  # (B, L)
+        crit = torch.sigmoid(out.critic[:, -L:].float())
+        sel = target_pos
+        crit_scores += (1 - crit[sel]).tolist()
+        conf_scores += (1 - p_tok[sel]).tolist()
+        labels += wrong[sel].tolist()
+    return {"critic_auroc": auroc(crit_scores, labels), "confidence_auroc": auroc(conf_scores, labels),
+            "wrong_positions": sum(labels), "positions": len(labels)}
+
+
+def evaluate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], train: Sequence[Task], cfg: EvalConfig) -> dict[str, Any]:
+    """All systems on ``tasks``: a dict of ``{system: {metric: value}}`` plus the critic AUROCs."""
+    tasks = list(tasks)[:cfg.max_tasks] if cfg.max_tasks else list(tasks)
+    retriever = Retriever(train)
+    retrieved = [retriever.nearest(t).target for t in tasks]
+    systems = {
+        "retrieval": retrieved,
+        "constant": [cfg.constant] * len(tasks),
+        "diffusion": generate(model, encoder, tasks, cfg.sampler, batch_size=cfg.batch_size),
+        "edit": generate(model, encoder, tasks, cfg.sampler, starts=retrieved, batch_size=cfg.batch_size),
+    }
+    report: dict[str, Any] = {name: text_scores(tasks, texts) for name, texts in systems.items()}
+    if cfg.execute:
+        for name, rate in pass_rates(tasks, systems, cfg).items():
+            report[name]["pass"] = rate
+    report["critic"] = critic_auroc(model, encoder, tasks, cfg)
+    report["tasks"] = len(tasks)
+    report["samples"] = {name: texts[:20] for name, texts in systems.items()}
+    return report
