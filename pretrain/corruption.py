@@ -6,7 +6,8 @@ the slot positions only (context is never corrupted):
 
 - each slot position is masked with probability t (``KIND_MASKED``, LM target = the clean
   token). With ``suffix_rows`` a share of rows is masked as a suffix instead: the last
-  ``round(t·L)`` slot positions, the states a left-to-right block sampler visits;
+  ``round(t·n)`` positions of the row's content (n = target + [EOS]) and every [PAD] after it,
+  the states a left-to-right block sampler visits;
 - each unmasked slot position is replaced with probability ``wrong_prob`` by a wrong token
   (``KIND_WRONG``, LM target [WRONG], critic label "error"): a random non-special token, or the
   model's own sample there when ``proposals`` is given (hard wrong tokens);
@@ -58,13 +59,15 @@ def corrupt(
     wrong_prob: float = 0.0,
     proposals: torch.Tensor | None = None,
     suffix_rows: float = 0.0,
+    content: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
 ) -> Corrupted:
     """Corrupt the slot positions of ``clean`` (B, T); ``slot_mask`` (B, T) bool marks them.
 
     Deterministic given ``generator``'s state. ``proposals`` (B, T), if given, supplies the
-    wrong tokens (positions where a proposal equals the clean token stay identity); ``t`` (B,)
-    overrides the sampled noise levels.
+    wrong tokens (positions where a proposal equals the clean token stay identity); ``content``
+    (B, T) bool marks the slot positions that hold the assertion and its [EOS] (suffix rows cut
+    inside them); ``t`` (B,) overrides the sampled noise levels.
     """
     B, T = clean.shape
     device = clean.device
@@ -75,12 +78,15 @@ def corrupt(
     u = torch.rand((B, T), generator=generator)
     masked = u < t[:, None]
     if suffix_rows > 0:
-        # Suffix masking: slot index j (0-based within the slot) is masked iff j >= L - round(t·L).
+        # Suffix masking, the states of left-to-right decoding: with n the row's content length
+        # (target + [EOS]; the whole slot if not given), slot index j is masked iff
+        # j >= n - round(t·n), so the cut falls inside the assertion, and every [PAD] after
+        # the content is masked too (a decoder does not know the length yet).
         suffix = torch.rand(B, generator=generator) < suffix_rows
         index = torch.cumsum(slot_mask.long(), dim=1) - 1  # (B, T) position within the slot
-        length = slot_mask.sum(dim=1)  # (B,)
+        length = (content if content is not None else slot_mask).sum(dim=1).cpu()  # (B,)
         n_masked = torch.round(t * length).long().clamp(min=1)
-        tail = index >= (length - n_masked)[:, None]
+        tail = index.cpu() >= (length - n_masked)[:, None]
         masked = torch.where(suffix[:, None], tail, masked)
     masked = masked.to(device) & slot_mask
 

@@ -111,9 +111,11 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T)
     slot_mask: torch.Tensor  # (B, T) bool: the last L positions of every row
     weights: torch.Tensor  # (B, T) float: 1 on target+[EOS], pad_weight on slot [PAD], 0 on context
+    content: torch.Tensor  # (B, T) bool: the slot positions holding the target and its [EOS]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(x.to(device) for x in (self.input_ids, self.attention_mask, self.slot_mask, self.weights)))
+        return Batch(*(x.to(device) for x in (self.input_ids, self.attention_mask, self.slot_mask, self.weights,
+                                               self.content)))
 
 
 def collate(rows: Sequence[Encoded], special: SpecialIds, pad_weight: float) -> Batch:
@@ -130,6 +132,9 @@ def collate(rows: Sequence[Encoded], special: SpecialIds, pad_weight: float) -> 
         attn[b, P - len(r.prompt):] = 1
         weights[b, P:P + r.length] = 1.0
         weights[b, P + r.length:] = pad_weight
+    content = torch.zeros((B, P + L), dtype=torch.bool)
+    for b, r in enumerate(rows):
+        content[b, P:P + r.length] = True
     slot_mask = torch.zeros((B, P + L), dtype=torch.bool)
     slot_mask[:, P:] = True
-    return Batch(ids, attn, slot_mask, weights)
+    return Batch(ids, attn, slot_mask, weights, content)

@@ -31,9 +31,10 @@ environment, as in DESIGN.md; only the token choices carry the policy's log-prob
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, get_args
+from typing import Callable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,7 @@ class SamplerConfig:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature; 0 = greedy (argmax), whose recorded log-probs are those of temperature 1"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 = off)"})
     seed: int = field(default=0, metadata={"help": "seed of the sampler's torch.Generator (recorded in the trajectory)"})
+    eos_when_parses: bool = field(default=False, metadata={"help": "[EOS] only right after a fully committed assertion that parses (needs model.tokenizer); stops early ends like 'assert len(G) =='"})
     edit_threshold: float = field(default=0.5, metadata={"help": "edit_start: remask the retrieved assertion's positions whose sigma(critic) is below this"})
 
     def __post_init__(self) -> None:
@@ -112,13 +114,14 @@ class Trajectory:
     top_p: float
     mask_logit_bias: float
     seed: int
+    eos_when_parses: bool = False
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> Trajectory:
         """The trajectory of a subset of rows (e.g. a PPO minibatch); settings are shared."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         return Trajectory(self.states[:, rows], self.committed[:, rows], self.tokens[:, rows], self.logprobs[:, rows],
                           self.remasked[:, rows], self.active[:, rows], self.temperature, self.top_p,
-                          self.mask_logit_bias, self.seed)
+                          self.mask_logit_bias, self.seed, self.eos_when_parses)
 
 
 @dataclass
@@ -140,6 +143,31 @@ def eos_allowed(state: torch.Tensor, special: SpecialIds) -> torch.Tensor:
     return later == 0
 
 
+def parse_gate(state: torch.Tensor, special: SpecialIds, decode: Callable[[list[int]], str]) -> torch.Tensor:
+    """(B, L) bool: where [EOS] may go when an end needs a parsing assertion before it.
+
+    Only at a row's first [MASK] whose every earlier position is committed content, and only
+    if that content decodes to Python made of assert statements. A function of the state
+    alone, so recomputed log-probs see the same gate.
+    """
+    from rewards.text import parse
+
+    B, L = state.shape
+    gate = torch.zeros((B, L), dtype=torch.bool)
+    masked = (state == special.mask).cpu()
+    rows = state.cpu().tolist()
+    for b in range(B):
+        if not masked[b].any():
+            continue
+        j = int(masked[b].float().argmax())
+        prefix = rows[b][:j]
+        if special.pad in prefix or special.eos in prefix:
+            continue
+        tree = parse(decode(prefix))
+        gate[b, j] = tree is not None and all(isinstance(node, ast.Assert) for node in tree.body)
+    return gate.to(state.device)
+
+
 def sampling_log_probs(
     slot_logits: torch.Tensor,
     state: torch.Tensor,
@@ -148,6 +176,7 @@ def sampling_log_probs(
     temperature: float,
     top_p: float,
     mask_logit_bias: float,
+    eos_gate: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy's distribution at every slot position, and which positions are "ready".
 
@@ -171,6 +200,8 @@ def sampling_log_probs(
         banned[list(special.never_generated()) + [special.pad]] = True
         banned = banned.expand_as(logits).clone()  # (B, L, V)
         banned[..., special.eos] |= ~eos_allowed(state, special)
+        if eos_gate is not None:  # (B, L) from parse_gate
+            banned[..., special.eos] |= ~eos_gate
     tau = temperature if temperature > 0 else 1.0
     scaled = logits.masked_fill(banned, float("-inf")) / tau  # (B, L, V)
     if top_p < 1.0:
@@ -330,8 +361,9 @@ def diffusion_generate(
 
         out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
         logits = out.logits[:, -L:].float()  # (B, L, V)
+        gate = parse_gate(state, special, model.tokenizer.decode) if cfg.eos_when_parses else None
         log_probs, ready = sampling_log_probs(logits, state, special, temperature=cfg.temperature,
-                                              top_p=cfg.top_p, mask_logit_bias=bias)  # (B, L, V), (B, L)
+                                              top_p=cfg.top_p, mask_logit_bias=bias, eos_gate=gate)  # (B, L, V), (B, L)
         V = log_probs.shape[-1]
         if cfg.temperature == 0:
             candidate = log_probs.argmax(-1)  # (B, L)
@@ -394,6 +426,7 @@ def diffusion_generate(
             states=rec_states.cpu(), committed=rec_committed.cpu(), tokens=rec_tokens.cpu(),
             logprobs=rec_logprobs.cpu(), remasked=rec_remasked.cpu(), active=rec_active.cpu(),
             temperature=float(cfg.temperature), top_p=float(cfg.top_p), mask_logit_bias=bias, seed=int(cfg.seed),
+            eos_when_parses=cfg.eos_when_parses,
         )
     return SampleResult(tokens=state, trajectory=trajectory)
 
@@ -427,8 +460,10 @@ def recompute_logprobs(
             continue
         state = trajectory.states[k].to(device)  # (B, L)
         out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
+        gate = parse_gate(state, special, model.tokenizer.decode) if trajectory.eos_when_parses else None
         log_probs, _ = sampling_log_probs(out.logits[:, -L:], state, special, temperature=trajectory.temperature,
-                                          top_p=trajectory.top_p, mask_logit_bias=trajectory.mask_logit_bias)
+                                          top_p=trajectory.top_p, mask_logit_bias=trajectory.mask_logit_bias,
+                                          eos_gate=gate)
         tokens = trajectory.tokens[k].to(device)
         token_logp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)  # (B, L); -inf off U_k is masked out
         rows.append(torch.where(commit, token_logp, torch.zeros_like(token_logp)).sum(-1))
@@ -459,3 +494,12 @@ def edit_start(
     out = input_ids.clone()
     out[:, -L:] = torch.where(doubted, torch.full_like(input_ids[:, -L:], special.mask), input_ids[:, -L:])
     return out
+
+
+def sample_tokens(logits: torch.Tensor, forbidden: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per position from softmax(logits (B, L, V)) with ``forbidden`` ids removed: (B, L)."""
+    logits = logits.float().clone()
+    logits[..., forbidden] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)  # (B, L, V)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat.cpu(), 1, generator=generator).reshape(probs.shape[:-1]).to(logits.device)

@@ -34,7 +34,9 @@ from .corruption import KIND_IDENTITY, KIND_MASKED, KIND_WRONG, Corrupted, corru
 from .data import Batch, DataConfig, Encoded, Encoder, collate
 from .losses import DiffusionLoss, critic_loss
 from .metrics import MetricLogger
+from .sampler import sample_tokens
 from .errors import TrainError
+from .evaluate import EvalConfig
 from .model import BackboneConfig, DiffusionLM
 from .tokenizer import load_tokenizer, save_tokenizer, task_texts, train_tokenizer
 
@@ -58,7 +60,7 @@ class CorruptionConfig:
     eps: float = field(default=1e-3, metadata={"help": "smallest noise level t"})
     antithetic: bool = field(default=True, metadata={"help": "spread the batch's t evenly over [eps, 1) (lower variance)"})
     wrong_prob: float = field(default=0.1, metadata={"help": "share of unmasked slot tokens replaced by wrong tokens (target [WRONG])"})
-    wrong_source: Literal["random", "model"] = field(default="random", metadata={"help": "wrong tokens: uniform random, or the model's own samples (one extra no-grad pass)"})
+    wrong_source: Literal["random", "model"] = field(default="model", metadata={"help": "wrong tokens: uniform random, or the model's own samples (one extra no-grad pass)"})
     suffix_rows: float = field(default=0.5, metadata={"help": "share of rows masked as a suffix (the states a left-to-right block sampler visits)"})
 
     def __post_init__(self) -> None:
@@ -115,7 +117,7 @@ class SFTConfig:
     critic: CriticConfig = field(default_factory=CriticConfig, metadata={"help": "critic head training"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer and schedule"})
     batch_size: int = field(default=32, metadata={"help": "tasks per step"})
-    max_steps: int = field(default=2000, metadata={"help": "training steps (the schedule's length)"})
+    max_steps: int = field(default=900, metadata={"help": "training steps (the schedule's length); the default takes ~25 min on 2 CPU cores"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop early after this many minutes of training (a checkpoint is written); null = no limit"})
     log_every: int = field(default=10, metadata={"help": "steps between metric lines"})
     eval_every: int = field(default=250, metadata={"help": "steps between validation losses; 0 = only at the end"})
@@ -128,6 +130,8 @@ class SFTConfig:
     seed: int = field(default=0, metadata={"help": "seed of the initialisation, data order, corruption and sampling"})
     resume: bool = field(default=True, metadata={"help": "go on from out/checkpoints/latest when it exists"})
     max_train_tasks: int | None = field(default=None, metadata={"help": "use at most this many training tasks (smoke runs)"})
+    final_eval: bool = field(default=True, metadata={"help": "evaluate the final model on the valid split with the baselines (eval.json)"})
+    evaluation: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "how the final model is evaluated"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -192,15 +196,6 @@ class Cursor:
 # ---------------------------------------------------------------------------------------- step
 
 
-def sample_tokens(logits: torch.Tensor, forbidden: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per position from softmax(logits (B, L, V)) with ``forbidden`` ids removed: (B, L)."""
-    logits = logits.float().clone()
-    logits[..., forbidden] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)  # (B, L, V)
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat.cpu(), 1, generator=generator).reshape(probs.shape[:-1]).to(logits.device)
-
-
 class Step:
     """One training step's math: corruption, generator loss, critic pass. Owns no optimizer."""
 
@@ -226,7 +221,7 @@ class Step:
             proposals[:, -L:] = sample_tokens(logits, self.forbidden, generator)
         return corrupt(batch.input_ids, batch.slot_mask, self.model.special, self.vocab, generator=generator,
                        eps=c.eps, antithetic=c.antithetic, wrong_prob=c.wrong_prob, proposals=proposals,
-                       suffix_rows=c.suffix_rows)
+                       suffix_rows=c.suffix_rows, content=batch.content)
 
     def losses(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss of one batch and its metrics (generator pass, then critic pass).
@@ -320,9 +315,11 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if (self.out / FINAL / "trident_model.json").is_file() and cfg.resume:
-            print(f"sft: '{self.out / FINAL}' exists: this run is finished (resume=false and another out= to train again)")
-            return json.loads((self.out / "summary.json").read_text()) if (self.out / "summary.json").is_file() else {}
+        done = self.out / "summary.json"
+        if cfg.resume and done.is_file() and json.loads(done.read_text()).get("steps", 0) >= cfg.max_steps:
+            print(f"sft: '{self.out}' is finished (step {cfg.max_steps}); model: {self.out / FINAL} "
+                  f"(raise max_steps to train on, or give another out= to train afresh)")
+            return json.loads(done.read_text())
         resume_dir = self._check_run_folder()
         train, valid = _load_splits(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -416,8 +413,15 @@ class Trainer:
         model.save(self.out / FINAL)
         summary = {"steps": step, "stopped_early": stopped_early, "train_tasks": len(rows), "skipped_long": skipped,
                    "parameters": model.num_parameters(), "minutes": (time.monotonic() - start) / 60, **val}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         print(f"sft: done at step {step}; valid loss {val.get('valid/loss', float('nan')):.4f}; model: {self.out / FINAL}")
+        held_out = load_tasks(cfg.tasks, split=cfg.evaluation.split) if cfg.final_eval else []
+        if held_out:
+            from .evaluate import evaluate, write_report
+
+            report = evaluate(model, encoder, held_out, train, cfg.evaluation)
+            write_report(report, self.out / "eval.json")
+            summary["eval"] = {k: v for k, v in report.items() if k != "samples"}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
 
     # .................................................................. validation
@@ -441,7 +445,7 @@ class Trainer:
             n += 1
         model.train()
         step.loss.train()
-        return {("valid/loss" if k == "loss/total" else "valid/" + k.replace("/", "_", 1)): v / n for k, v in sums.items()}
+        return {_valid_name(k): v / n for k, v in sums.items()}
 
     # .................................................................. checkpoints
 
@@ -470,6 +474,16 @@ class Trainer:
         for old in kept[:-self.cfg.keep_checkpoints]:
             shutil.rmtree(old)
         return final
+
+
+def _valid_name(name: str) -> str:
+    """``loss/total`` -> ``valid/loss``, ``train/masked_acc`` -> ``valid/masked_acc``,
+    ``loss/critic`` -> ``valid/loss_critic``, ``modifier/x/y`` -> ``valid/modifier_x/y``."""
+    if name == "loss/total":
+        return "valid/loss"
+    if name.startswith("train/"):
+        return "valid/" + name.removeprefix("train/")
+    return "valid/" + name.replace("/", "_", 1)
 
 
 def _plain_config(cfg: SFTConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+import warnings
 from collections import Counter
 from typing import Any, Literal, Sequence
 
@@ -37,7 +38,9 @@ def targets(n: int, target: Sequence[str] | None, task: Sequence[Any] | None, wh
 def parse(text: str) -> ast.Module | None:
     """The module ``text`` parses to, or None (empty or whitespace-only text is not valid)."""
     try:
-        tree = ast.parse(text)
+        with warnings.catch_warnings():  # model-written text: "invalid escape" and the like are noise here
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     return tree if tree.body else None

@@ -83,3 +83,17 @@ def test_suffix_rows_mask_a_tail_of_round_t_times_L():
     expect = torch.zeros_like(masked)
     expect[:, -2:] = True  # round(0.25 * 8) = 2 last slot positions
     assert torch.equal(masked, expect)
+
+
+def test_suffix_rows_cut_inside_the_content_and_mask_every_pad_after_it():
+    clean, slot = _batch(3)
+    content = torch.zeros_like(slot)
+    content[:, 4:8] = True  # slot positions 0..3 hold the assertion and [EOS]; 4..7 are [PAD]
+    t = torch.tensor([0.25, 0.5, 1.0])
+    out = corrupt(clean, slot, SPECIAL, V, generator=torch.Generator().manual_seed(2), t=t, suffix_rows=1.0,
+                  content=content)
+    masked = (out.kind == KIND_MASKED)[:, 4:]
+    # round(t * 4) content positions from the end of the content, then all four [PAD]s
+    assert masked.tolist() == [[False, False, False, True] + [True] * 4,
+                               [False, False, True, True] + [True] * 4,
+                               [True] * 8]

@@ -106,7 +106,8 @@ def test_config_rejects_bad_values_and_says_how_to_fix(kwargs, words):
     SamplerConfig(steps=6, block_size=12, temperature=0.0, unmask="margin", remask="critic", remask_budget=0.4,
                   remask_randomness=0.5),
     SamplerConfig(steps=5, block_size=3, temperature=0.7, unmask="entropy", schedule="cosine"),
-], ids=["sampled-top_p-remask", "greedy-critic", "entropy-cosine"])
+    SamplerConfig(steps=12, block_size=1, temperature=1.0, eos_when_parses=True, seed=1),
+], ids=["sampled-top_p-remask", "greedy-critic", "entropy-cosine", "left-to-right-parse-gate"])
 def test_recorded_logprobs_match_recompute_and_carry_gradients(real_model, real_inputs, cfg):
     ids, attn = real_inputs
     traj = diffusion_generate(real_model, ids, attn, cfg).trajectory
@@ -397,3 +398,22 @@ def test_edit_start_never_remasks_protected_positions():
     protected = torch.tensor([[True, False, False, True, False, False]])
     edited = edit_start(model, ids, attn, SamplerConfig(), protected=protected)
     assert edited[0, -6:].tolist() == [7, M, M, 10, M, M]
+
+
+def test_parse_gate_allows_eos_only_after_a_committed_assertion_that_parses(real_model):
+    from pretrain.sampler import parse_gate
+
+    tok, s = real_model.tokenizer, real_model.special
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    M = s.mask
+    rows = [ids("assert len(G) == 2") + [M, M], ids("assert len(G) ==") + [M, M], [M] * 4,
+            ids("assert x") + [M] + ids(" == 1")]
+    width = max(len(r) for r in rows)
+    state = torch.tensor([r + [M] * (width - len(r)) for r in rows])
+    gate = parse_gate(state, s, tok.decode)
+    first = [len(ids("assert len(G) == 2")), len(ids("assert len(G) =="))]
+    assert gate[0].nonzero().flatten().tolist() == [first[0]]  # right after the parsing assertion
+    assert not gate[1].any()  # 'assert len(G) ==' does not parse: no end yet
+    assert not gate[2].any()  # nothing committed: an empty slot is no assertion
+    assert gate[3].nonzero().flatten().tolist() == [len(ids("assert x"))]  # first [MASK] only
+

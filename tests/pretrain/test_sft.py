@@ -19,7 +19,7 @@ from pretrain.losses import DiffusionLoss
 from pretrain.model import BackboneConfig
 from pretrain.sft import OptimConfig, SFTConfig, Step, train
 
-TINY = dict(vocab_size=600, batch_size=8, log_every=1, eval_every=2, eval_tasks=8, progress=False, precision="fp32",
+TINY = dict(vocab_size=600, batch_size=8, final_eval=False, log_every=1, eval_every=2, eval_tasks=8, progress=False, precision="fp32",
             model=BackboneConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                  max_position_embeddings=128),
             data=DataConfig(slot_len=24, max_prompt=48))
@@ -111,10 +111,13 @@ def _cli(*args, cwd=None):
 def test_cli_smoke_and_one_clear_error_per_mistake(small_tasks_file, tmp_path):
     tiny = ["vocab_size=600", "batch_size=4", "max_steps=3", "save_every=3", "progress=false", "model.hidden_size=32",
             "model.num_hidden_layers=1", "model.num_attention_heads=2", "model.intermediate_size=64", "data.slot_len=24",
-            "data.max_prompt=48"]
+            "data.max_prompt=48", "evaluation.max_tasks=6", "evaluation.batch_size=6"]
     ok = _cli("--tasks", str(small_tasks_file), "--out", str(tmp_path / "run"), *tiny)
     assert ok.returncode == 0, ok.stderr
     assert "done at step 3" in ok.stdout and (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    report = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert report["tasks"] == 6 and set(report) >= {"retrieval", "constant", "diffusion", "edit", "critic"}
+    assert 0 <= report["diffusion"]["pass"] <= 1 and "wrong-token AUROC" in ok.stdout
     again = _cli("--tasks", str(small_tasks_file), "--out", str(tmp_path / "run"), *tiny)
     assert again.returncode == 0 and "finished" in again.stdout
 
@@ -125,3 +128,13 @@ def test_cli_smoke_and_one_clear_error_per_mistake(small_tasks_file, tmp_path):
     assert "Traceback" not in bad_mod.stderr
     bad_heads = _cli("--tasks", str(small_tasks_file), "--out", str(tmp_path / "z"), "model.hidden_size=30")
     assert bad_heads.returncode == 2 and "num_attention_heads" in bad_heads.stderr
+
+
+def test_the_preset_config_is_the_default():
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from trident.config import load_config
+
+    preset = Path(__file__).resolve().parents[2] / "configs" / "sft.yaml"
+    assert asdict(load_config(SFTConfig, preset)) == asdict(SFTConfig())
