@@ -73,7 +73,8 @@ def trainer_run(cfg, out: Path, steps: int, skip: int) -> float:
     """Tokens/s of ``pretrain.sft.train`` between its step ``skip`` and step ``steps`` log lines."""
     from pretrain.sft import train
 
-    train(replace(cfg, out=out, max_steps=steps, log_every=1, eval_every=0, save_every=steps + 1, progress=False))
+    train(replace(cfg, out=out, max_steps=steps, log_every=1, eval_every=0, save_every=steps + 1, progress=False,
+                  final_eval=False))
     rows = [json.loads(x) for x in open(out / "metrics.jsonl")]
     timed = [r for r in rows if "perf/tokens_per_s" in r]
     t0 = next(r["time"] for r in timed if r["step"] == skip)
