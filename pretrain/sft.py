@@ -315,12 +315,13 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        resume_dir = self._check_run_folder()
         done = self.out / "summary.json"
-        if cfg.resume and done.is_file() and json.loads(done.read_text()).get("steps", 0) >= cfg.max_steps:
+        if ((self.out / FINAL / "trident_model.json").is_file() and done.is_file()
+                and json.loads(done.read_text()).get("steps", 0) >= cfg.max_steps):
             print(f"sft: '{self.out}' is finished (step {cfg.max_steps}); model: {self.out / FINAL} "
                   f"(raise max_steps to train on, or give another out= to train afresh)")
             return json.loads(done.read_text())
-        resume_dir = self._check_run_folder()
         train, valid = _load_splits(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, self.out / "config.yaml")

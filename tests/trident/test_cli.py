@@ -43,7 +43,7 @@ def test_bad_type_is_one_clear_error(tmp_path):
 
 
 def test_jobs_not_yet_available_say_so():
-    r = trident("sft")
+    r = trident("rl")
     assert r.returncode == 2 and "not available in this version yet" in r.stderr
 
 
