@@ -109,7 +109,7 @@ def main() -> None:
     if not args.tasks.is_file():
         raise SystemExit(f"bench_trainer: task file '{args.tasks}' not found; mine one with `trident mine --out {args.tasks}`")
     base = SFTConfig(tasks=args.tasks, batch_size=args.batch)
-    train_tasks, _ = _load_splits(base)
+    train_tasks = _load_splits(base)["train"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     tokenizer = train_tokenizer(task_texts(train_tasks), vocab_size=base.vocab_size)
     save_tokenizer(tokenizer, tmp / "tokenizer")

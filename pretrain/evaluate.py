@@ -15,7 +15,6 @@ the generator's confidence ``1 - p(x_i)`` on the same positions.
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from sandbox.tasks import Task
 from .data import DataConfig, Encoder, collate
 from .model import DiffusionLM
 from .retrieval import Retriever
-from .sampler import SamplerConfig, diffusion_generate, edit_start, sample_tokens
+from .sampler import SamplerConfig, diffusion_generate, edit_start, is_assertion, sample_tokens
 
 
 @dataclass
@@ -96,19 +95,11 @@ def text_scores(tasks: Sequence[Task], texts: Sequence[str]) -> dict[str, float]
     from rewards.text import exact_match, f1, python_tokens
 
     n = max(1, len(texts))
-    parsed = sum(1 for t in texts if _parses(t))
+    parsed = sum(1 for t in texts if is_assertion(t))
     exact = exact_match(None, list(texts), target=[t.target for t in tasks])
     f1s = [f1(python_tokens(c), python_tokens(t.target)) for c, t in zip(texts, tasks)]
     return {"ast_valid": parsed / n, "exact_match": sum(exact) / n, "token_f1": sum(f1s) / n,
             "distinct": len(set(texts)) / n}
-
-
-def _parses(text: str) -> bool:
-    """AST-valid for an assertion slot: parses, and into assert statements only."""
-    from rewards.text import parse
-
-    tree = parse(text)
-    return tree is not None and all(isinstance(s, ast.Assert) for s in tree.body)
 
 
 def pass_rates(tasks: Sequence[Task], systems: dict[str, list[str]], cfg: EvalConfig) -> dict[str, float]:

@@ -150,8 +150,6 @@ def parse_gate(state: torch.Tensor, special: SpecialIds, decode: Callable[[list[
     if that content decodes to Python made of assert statements. A function of the state
     alone, so recomputed log-probs see the same gate.
     """
-    from rewards.text import parse
-
     B, L = state.shape
     gate = torch.zeros((B, L), dtype=torch.bool)
     masked = (state == special.mask).cpu()
@@ -163,9 +161,16 @@ def parse_gate(state: torch.Tensor, special: SpecialIds, decode: Callable[[list[
         prefix = rows[b][:j]
         if special.pad in prefix or special.eos in prefix:
             continue
-        tree = parse(decode(prefix))
-        gate[b, j] = tree is not None and all(isinstance(node, ast.Assert) for node in tree.body)
+        gate[b, j] = is_assertion(decode(prefix))
     return gate.to(state.device)
+
+
+def is_assertion(text: str) -> bool:
+    """``text`` parses as Python made only of assert statements (what a slot may hold)."""
+    from rewards.text import parse
+
+    tree = parse(text)
+    return tree is not None and all(isinstance(node, ast.Assert) for node in tree.body)
 
 
 def sampling_log_probs(

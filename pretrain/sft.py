@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from sandbox.tasks import Task, load_tasks
+from sandbox.tasks import SPLITS, Task, load_tasks
 
 from .corruption import KIND_IDENTITY, KIND_MASKED, KIND_WRONG, Corrupted, corrupt
 from .data import Batch, DataConfig, Encoded, Encoder, collate
@@ -154,17 +154,18 @@ def _device(cfg: SFTConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
-def _load_splits(cfg: SFTConfig) -> tuple[list[Task], list[Task]]:
+def _load_splits(cfg: SFTConfig) -> dict[str, list[Task]]:
+    """The task file read once, by split (``train`` cut to ``max_train_tasks``)."""
     if not cfg.tasks.is_file():
         raise TrainError(f"task file '{cfg.tasks}' not found; mine one with `trident mine --out {cfg.tasks}`")
-    tasks = load_tasks(cfg.tasks)
-    train = [t for t in tasks if t.split == "train"]
-    valid = [t for t in tasks if t.split == "valid"]
-    if not train:
+    splits: dict[str, list[Task]] = {name: [] for name in SPLITS}
+    for task in load_tasks(cfg.tasks):
+        splits[task.split].append(task)
+    if not splits["train"]:
         raise TrainError(f"'{cfg.tasks}' has no train split; mine more files (max_files) so that splits fill")
     if cfg.max_train_tasks is not None:
-        train = train[:cfg.max_train_tasks]
-    return train, valid
+        splits["train"] = splits["train"][:cfg.max_train_tasks]
+    return splits
 
 
 class Cursor:
@@ -322,7 +323,8 @@ class Trainer:
             print(f"sft: '{self.out}' is finished (step {cfg.max_steps}); model: {self.out / FINAL} "
                   f"(raise max_steps to train on, or give another out= to train afresh)")
             return json.loads(done.read_text())
-        train, valid = _load_splits(cfg)
+        splits = _load_splits(cfg)
+        train, valid = splits["train"], splits["valid"]
         self.out.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, self.out / "config.yaml")
 
@@ -415,7 +417,7 @@ class Trainer:
         summary = {"steps": step, "stopped_early": stopped_early, "train_tasks": len(rows), "skipped_long": skipped,
                    "parameters": model.num_parameters(), "minutes": (time.monotonic() - start) / 60, **val}
         print(f"sft: done at step {step}; valid loss {val.get('valid/loss', float('nan')):.4f}; model: {self.out / FINAL}")
-        held_out = load_tasks(cfg.tasks, split=cfg.evaluation.split) if cfg.final_eval else []
+        held_out = splits[cfg.evaluation.split] if cfg.final_eval else []
         if held_out:
             from .evaluate import evaluate, write_report
 
