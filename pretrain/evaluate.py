@@ -3,10 +3,16 @@
 Systems, each scored on the same tasks with the scorers of ``rewards.text`` and the sandbox:
 
 - ``retrieval``: the target of the most similar training task (pretrain/retrieval.py);
+- ``retrieval+names``: that target with the names it reads but this test does not define
+  replaced by the prefix's most recently bound name (pretrain/names.py): how much of a gain
+  is plain renaming;
 - ``constant``: one fixed assertion for every task (token F1 is gamed by it: never a headline);
 - ``diffusion``: the model from an all-[MASK] slot;
-- ``edit``: the model starting from the retrieved assertion with the positions its critic
-  doubts remasked (diffusion as editing).
+- ``edit``: diffusion as editing. The start is chosen by the model: the ``retrieve_k`` most
+  similar training targets, each with its undefined names adapted to the prefix in every
+  combination (up to ``adapt_cap``), ranked by the model's own likelihood of the whole slot
+  (:func:`pretrain.sampler.slot_log_likelihood`); then the positions the critic doubts are
+  remasked and denoised.
 
 And the critic as an error detector: on valid slots where some tokens were replaced by the
 model's own wrong guesses, the AUROC of ``1 - σ(z_i)`` for spotting them, next to the AUROC of
@@ -25,10 +31,12 @@ import torch
 from sandbox.api import Limits
 from sandbox.tasks import Task
 
-from .data import DataConfig, Encoder, collate
+from .data import DataConfig, Encoded, Encoder, collate
 from .model import DiffusionLM
+from .names import adaptations
 from .retrieval import Retriever
-from .sampler import SamplerConfig, diffusion_generate, edit_start, is_assertion, sample_tokens
+from .sampler import (SamplerConfig, diffusion_generate, edit_start, is_assertion, sample_tokens,
+                      slot_log_likelihood)
 
 
 @dataclass
@@ -39,14 +47,26 @@ class EvalConfig:
     max_tasks: int | None = field(default=None, metadata={"help": "evaluate at most this many tasks (first in file order)"})
     batch_size: int = field(default=64, metadata={"help": "tasks generated together"})
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(temperature=0.0, steps=48, block_size=1,
-                                                                         eos_when_parses=True),
-                                   metadata={"help": "sampler settings: by default greedy, one position per step left to right, and an end only after an assertion that parses (measured best on a 3.7M model; docs/pretrain.md)"})
+                                                                         eos_when_parses=True, syntax_guard=True,
+                                                                         edit_threshold=0.05),
+                                   metadata={"help": "sampler settings: by default greedy, one position per step left to right, an end only after an assertion that parses, brackets guarded, and edits only where the critic is nearly sure (measured best on a 3.7M model; docs/pretrain.md)"})
     execute: bool = field(default=True, metadata={"help": "run candidates in the sandbox for the pass rate"})
     workers: int = field(default=0, metadata={"help": "sandbox workers; 0 = one per core"})
     sandbox: Limits = field(default_factory=Limits, metadata={"help": "sandbox limits"})
+    retrieve_k: int = field(default=5, metadata={"help": "edit: the model chooses its start among this many most similar training targets (measured best of 3/5/10 on valid; docs/pretrain.md)"})
+    adapt_cap: int = field(default=16, metadata={"help": "edit: at most this many name adaptations per retrieved target"})
     constant: str = field(default="assert len(G) == 0", metadata={"help": "the constant baseline's assertion"})
     wrong_share: float = field(default=0.15, metadata={"help": "share of target tokens replaced by wrong ones for the critic AUROC"})
     seed: int = field(default=0, metadata={"help": "seed of the AUROC corruption"})
+
+    def __post_init__(self) -> None:
+        if self.retrieve_k < 1:
+            raise ValueError(f"evaluation.retrieve_k={self.retrieve_k} must be >= 1 (1 = edit the nearest target)")
+        if self.adapt_cap < 1:
+            raise ValueError(f"evaluation.adapt_cap={self.adapt_cap} must be >= 1 (1 = one adaptation per target)")
+
+
+SYSTEMS = ("retrieval", "retrieval+names", "constant", "diffusion", "edit")
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
@@ -89,6 +109,34 @@ def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sample
         result = diffusion_generate(model, ids, batch.attention_mask, sampler, record=False)
         out += [encoder.decode(row.tolist()) for row in result.tokens]
     return out
+
+
+@torch.no_grad()
+def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], retriever: Retriever,
+                cfg: EvalConfig) -> list[str]:
+    """Each task's edit start: of its ``retrieve_k`` most similar training targets, each adapted to
+    the prefix's names (:func:`pretrain.names.adaptations`), the slot the model finds most likely.
+    Candidates longer than the slot are skipped; with none left, the nearest target is kept."""
+    model.eval()
+    rows, owner, texts = [], [], []
+    for i, task in enumerate(tasks):
+        prompt = encoder.prompt(task)
+        for near in retriever.ranked(task, cfg.retrieve_k):
+            for text in adaptations(near.target, task, cfg.adapt_cap):
+                fitted = encoder.slot(text)
+                if fitted is not None:
+                    rows.append(Encoded(task.id, prompt, fitted[0], fitted[1]))
+                    owner.append(i)
+                    texts.append(text)
+    scores: list[float] = []
+    for lo in range(0, len(rows), cfg.batch_size):
+        batch = collate(rows[lo:lo + cfg.batch_size], model.special, 0.0).to(model.device)
+        scores += slot_log_likelihood(model, batch.input_ids, batch.attention_mask).tolist()
+    best: dict[int, tuple[float, str]] = {}
+    for i, score, text in zip(owner, scores, texts):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, text)
+    return [best[i][1] if i in best else retriever.nearest(task).target for i, task in enumerate(tasks)]
 
 
 def text_scores(tasks: Sequence[Task], texts: Sequence[str]) -> dict[str, float]:
@@ -161,11 +209,13 @@ def evaluate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], train:
     tasks = list(tasks)[:cfg.max_tasks] if cfg.max_tasks else list(tasks)
     retriever = Retriever(train)
     retrieved = [retriever.nearest(t).target for t in tasks]
+    starts = edit_starts(model, encoder, tasks, retriever, cfg)
     systems = {
         "retrieval": retrieved,
+        "retrieval+names": [adaptations(text, task, 1)[0] for text, task in zip(retrieved, tasks)],
         "constant": [cfg.constant] * len(tasks),
         "diffusion": generate(model, encoder, tasks, cfg.sampler, batch_size=cfg.batch_size),
-        "edit": generate(model, encoder, tasks, cfg.sampler, starts=retrieved, batch_size=cfg.batch_size),
+        "edit": generate(model, encoder, tasks, cfg.sampler, starts=starts, batch_size=cfg.batch_size),
     }
     report: dict[str, Any] = {name: text_scores(tasks, texts) for name, texts in systems.items()}
     if cfg.execute:
@@ -186,10 +236,12 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 def format_report(report: dict[str, Any]) -> str:
     metrics = ("ast_valid", "exact_match", "pass", "token_f1", "distinct")
-    lines = [f"{report['tasks']} tasks   " + " ".join(f"{m:>11}" for m in metrics)]
-    for name in ("retrieval", "constant", "diffusion", "edit"):
+    lines = [f"{str(report['tasks']) + ' tasks':<16}" + " ".join(f"{m:>11}" for m in metrics)]
+    for name in SYSTEMS:
+        if name not in report:  # a report written before the system existed
+            continue
         row = report[name]
-        lines.append(f"{name:<9}   " + " ".join(f"{row[m]:>11.1%}" if m in row else f"{'-':>11}" for m in metrics))
+        lines.append(f"{name:<16}" + " ".join(f"{row[m]:>11.1%}" if m in row else f"{'-':>11}" for m in metrics))
     c = report["critic"]
     lines.append(f"wrong-token AUROC: critic {c['critic_auroc']:.3f}, generator confidence {c['confidence_auroc']:.3f} "
                  f"({c['wrong_positions']} wrong of {c['positions']} positions)")

@@ -45,15 +45,29 @@ class Retriever:
         norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
         return {t: w / norm for t, w in vec.items() if w > 0}
 
-    def nearest(self, task: Task, *, exclude_self: bool = True) -> Task:
+    def ranked(self, task: Task, k: int, *, exclude_self: bool = True) -> list[Task]:
+        """Up to ``k`` training tasks with distinct targets, most similar first (ties: file order).
+
+        Tasks sharing no term with ``task`` are never returned; :meth:`nearest` falls back to the
+        first training task then.
+        """
         scores: dict[int, float] = defaultdict(float)
         for term, w in self._vector(_terms(task)).items():
             for i, wd in self.postings.get(term, ()):
                 scores[i] += w * wd
-        best, best_score = 0, -1.0
-        for i, s in sorted(scores.items()):
-            if exclude_self and self.train[i].id == task.id:
+        out: list[Task] = []
+        seen: set[str] = set()
+        for i, _ in sorted(scores.items(), key=lambda item: (-round(item[1], 12), item[0])):
+            cand = self.train[i]
+            if (exclude_self and cand.id == task.id) or cand.target in seen:
                 continue
-            if s > best_score + 1e-12:
-                best, best_score = i, s
-        return self.train[best]
+            seen.add(cand.target)
+            out.append(cand)
+            if len(out) == k:
+                break
+        return out
+
+    def nearest(self, task: Task, *, exclude_self: bool = True) -> Task:
+        """The most similar training task (the first one when nothing is similar)."""
+        best = self.ranked(task, 1, exclude_self=exclude_self)
+        return best[0] if best else self.train[0]

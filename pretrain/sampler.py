@@ -32,6 +32,7 @@ environment, as in DESIGN.md; only the token choices carry the policy's log-prob
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence, get_args
@@ -65,6 +66,7 @@ class SamplerConfig:
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 = off)"})
     seed: int = field(default=0, metadata={"help": "seed of the sampler's torch.Generator (recorded in the trajectory)"})
     eos_when_parses: bool = field(default=False, metadata={"help": "[EOS] only right after a fully committed assertion that parses (needs model.tokenizer); stops early ends like 'assert len(G) =='"})
+    syntax_guard: bool = field(default=False, metadata={"help": "at the next position of a left-to-right fill, never a token that closes a bracket that is not open, starts a comment, or leaves more brackets/strings open than positions left (needs model.tokenizer)"})
     edit_threshold: float = field(default=0.5, metadata={"help": "edit_start: remask the retrieved assertion's positions whose sigma(critic) is below this"})
 
     def __post_init__(self) -> None:
@@ -115,13 +117,14 @@ class Trajectory:
     mask_logit_bias: float
     seed: int
     eos_when_parses: bool = False
+    syntax_guard: bool = False
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> Trajectory:
         """The trajectory of a subset of rows (e.g. a PPO minibatch); settings are shared."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         return Trajectory(self.states[:, rows], self.committed[:, rows], self.tokens[:, rows], self.logprobs[:, rows],
                           self.remasked[:, rows], self.active[:, rows], self.temperature, self.top_p,
-                          self.mask_logit_bias, self.seed, self.eos_when_parses)
+                          self.mask_logit_bias, self.seed, self.eos_when_parses, self.syntax_guard)
 
 
 @dataclass
@@ -165,6 +168,120 @@ def parse_gate(state: torch.Tensor, special: SpecialIds, decode: Callable[[list[
     return gate.to(state.device)
 
 
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = set(_OPEN.values())
+_SYNTAX_CHARS = set("()[]{}'\"#\\")
+
+# A scan state: (open brackets, open string's quote or "", a backslash pending inside it).
+_Scan = tuple[tuple[str, ...], str, bool]
+
+
+def _scan(state: _Scan, text: str) -> _Scan | None:
+    """The bracket/string state after ``text``; None where it closes what is not open or opens a comment."""
+    stack, quote, escaped = list(state[0]), state[1], state[2]
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif text.startswith(quote, i):
+                i += len(quote)
+                quote = ""
+                continue
+            elif c == "\n" and len(quote) == 1:
+                return None
+        elif c in "'\"":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            i += len(quote)
+            continue
+        elif c in _OPEN:
+            stack.append(_OPEN[c])
+        elif c in _CLOSE:
+            if not stack or stack.pop() != c:
+                return None
+        elif c == "#":
+            return None
+        i += 1
+    return tuple(stack), quote, escaped
+
+
+class SyntaxGuard:
+    """Which tokens may come next after a committed prefix so that its brackets and strings can
+    still close: none that closes a bracket that is not open (or the wrong one), starts a comment,
+    or leaves more open than there are positions left. Built once per tokenizer."""
+
+    def __init__(self, tokenizer, special: SpecialIds) -> None:
+        V = len(tokenizer)
+        texts = [tokenizer.decode([v]) for v in range(V)]
+        skip = set(special.never_generated()) | {special.pad, special.eos, special.mask}
+        self.vocab = V
+        self.marked = [v for v in range(V) if v not in skip and _SYNTAX_CHARS & set(texts[v])]
+        self.texts = {v: texts[v] for v in self.marked}
+        self._after: dict[_Scan, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _marked_after(self, state: _Scan) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the marked tokens: whether each may follow ``state``, and the open depth after it."""
+        if state not in self._after:
+            ok, depth = [], []
+            for v in self.marked:
+                nxt = _scan(state, self.texts[v])
+                ok.append(nxt is not None)
+                depth.append(len(nxt[0]) + bool(nxt[1]) if nxt is not None else 0)
+            self._after[state] = (torch.tensor(ok), torch.tensor(depth))
+        return self._after[state]
+
+    def allowed(self, prefix: str, left: int) -> torch.Tensor | None:
+        """(V,) bool for the token after ``prefix`` when ``left`` positions follow it; None when
+        the prefix itself cannot close any more (nothing to guard)."""
+        state = _scan(((), "", False), prefix)
+        if state is None:
+            return None
+        depth = len(state[0]) + bool(state[1])
+        out = torch.full((self.vocab,), depth <= left, dtype=torch.bool)
+        ok, after = self._marked_after(state)
+        out[self.marked] = ok & (after <= left)
+        return out if out.any() else None
+
+
+@functools.lru_cache(maxsize=4)
+def _guard(tokenizer, special: SpecialIds) -> SyntaxGuard:
+    return SyntaxGuard(tokenizer, special)
+
+
+def syntax_gate(state: torch.Tensor, special: SpecialIds, tokenizer) -> torch.Tensor:
+    """(B, L, V) bool: tokens banned by :class:`SyntaxGuard` at a row's first [MASK] when every
+    position before it holds committed content (the position a left-to-right sampler fills
+    next; the slot's first position too); nothing elsewhere.
+    A function of the state alone, so recomputed log-probs see the same gate."""
+    guard = _guard(tokenizer, special)
+    B, L = state.shape
+    banned = torch.zeros((B, L, guard.vocab), dtype=torch.bool)
+    masked = (state == special.mask).cpu()
+    rows = state.cpu().tolist()
+    for b in range(B):
+        if not masked[b].any():
+            continue
+        j = int(masked[b].float().argmax())
+        prefix = rows[b][:j]
+        if special.pad in prefix or special.eos in prefix:
+            continue
+        allowed = guard.allowed(tokenizer.decode(prefix), L - j - 1)
+        if allowed is not None:
+            banned[b, j] = ~allowed
+    return banned.to(state.device)
+
+
+def _gates(model: nn.Module, state: torch.Tensor, eos_when_parses: bool, syntax_guard: bool):
+    """The optional gates of :func:`sampling_log_probs` for ``state``: (eos_gate, token_ban)."""
+    special: SpecialIds = model.special
+    eos_gate = parse_gate(state, special, model.tokenizer.decode) if eos_when_parses else None
+    token_ban = syntax_gate(state, special, model.tokenizer) if syntax_guard else None
+    return eos_gate, token_ban
+
+
 def is_assertion(text: str) -> bool:
     """``text`` parses as Python made only of assert statements (what a slot may hold)."""
     from rewards.text import parse
@@ -182,6 +299,7 @@ def sampling_log_probs(
     top_p: float,
     mask_logit_bias: float,
     eos_gate: torch.Tensor | None = None,
+    token_ban: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy's distribution at every slot position, and which positions are "ready".
 
@@ -207,6 +325,8 @@ def sampling_log_probs(
         banned[..., special.eos] |= ~eos_allowed(state, special)
         if eos_gate is not None:  # (B, L) from parse_gate
             banned[..., special.eos] |= ~eos_gate
+        if token_ban is not None:  # (B, L, V) from syntax_gate
+            banned |= token_ban
     tau = temperature if temperature > 0 else 1.0
     scaled = logits.masked_fill(banned, float("-inf")) / tau  # (B, L, V)
     if top_p < 1.0:
@@ -366,9 +486,9 @@ def diffusion_generate(
 
         out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
         logits = out.logits[:, -L:].float()  # (B, L, V)
-        gate = parse_gate(state, special, model.tokenizer.decode) if cfg.eos_when_parses else None
-        log_probs, ready = sampling_log_probs(logits, state, special, temperature=cfg.temperature,
-                                              top_p=cfg.top_p, mask_logit_bias=bias, eos_gate=gate)  # (B, L, V), (B, L)
+        gate, ban = _gates(model, state, cfg.eos_when_parses, cfg.syntax_guard)
+        log_probs, ready = sampling_log_probs(logits, state, special, temperature=cfg.temperature, top_p=cfg.top_p,
+                                              mask_logit_bias=bias, eos_gate=gate, token_ban=ban)  # (B, L, V), (B, L)
         V = log_probs.shape[-1]
         if cfg.temperature == 0:
             candidate = log_probs.argmax(-1)  # (B, L)
@@ -431,7 +551,7 @@ def diffusion_generate(
             states=rec_states.cpu(), committed=rec_committed.cpu(), tokens=rec_tokens.cpu(),
             logprobs=rec_logprobs.cpu(), remasked=rec_remasked.cpu(), active=rec_active.cpu(),
             temperature=float(cfg.temperature), top_p=float(cfg.top_p), mask_logit_bias=bias, seed=int(cfg.seed),
-            eos_when_parses=cfg.eos_when_parses,
+            eos_when_parses=cfg.eos_when_parses, syntax_guard=cfg.syntax_guard,
         )
     return SampleResult(tokens=state, trajectory=trajectory)
 
@@ -465,10 +585,10 @@ def recompute_logprobs(
             continue
         state = trajectory.states[k].to(device)  # (B, L)
         out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
-        gate = parse_gate(state, special, model.tokenizer.decode) if trajectory.eos_when_parses else None
+        gate, ban = _gates(model, state, trajectory.eos_when_parses, trajectory.syntax_guard)
         log_probs, _ = sampling_log_probs(out.logits[:, -L:], state, special, temperature=trajectory.temperature,
                                           top_p=trajectory.top_p, mask_logit_bias=trajectory.mask_logit_bias,
-                                          eos_gate=gate)
+                                          eos_gate=gate, token_ban=ban)
         tokens = trajectory.tokens[k].to(device)
         token_logp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)  # (B, L); -inf off U_k is masked out
         rows.append(torch.where(commit, token_logp, torch.zeros_like(token_logp)).sum(-1))
@@ -476,6 +596,23 @@ def recompute_logprobs(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def slot_log_likelihood(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) ``Σ_i log p(x_i | x)`` over each row's slot tokens and its [EOS], all in view.
+
+    The model is trained to keep right tokens and to flag wrong ones (identity and wrong-token
+    corruption), so this one-pass score ranks whole candidate slots, e.g. the retrieved
+    assertions an edit may start from. [PAD] and [MASK] positions do not count.
+    """
+    special: SpecialIds = model.special
+    L, _ = _check_inputs(model, input_ids, attention_mask, None)
+    slot = input_ids[:, -L:]
+    logp = F.log_softmax(model(input_ids, attention_mask, last=L).logits[:, -L:].float(), -1)
+    token = logp.gather(-1, slot[..., None]).squeeze(-1)  # (B, L)
+    counted = (slot != special.pad) & (slot != special.mask)
+    return (token * counted).sum(-1)
+
+
 def edit_start(
     model: nn.Module,
     input_ids: torch.Tensor,

@@ -107,7 +107,8 @@ def test_config_rejects_bad_values_and_says_how_to_fix(kwargs, words):
                   remask_randomness=0.5),
     SamplerConfig(steps=5, block_size=3, temperature=0.7, unmask="entropy", schedule="cosine"),
     SamplerConfig(steps=12, block_size=1, temperature=1.0, eos_when_parses=True, seed=1),
-], ids=["sampled-top_p-remask", "greedy-critic", "entropy-cosine", "left-to-right-parse-gate"])
+    SamplerConfig(steps=12, block_size=1, temperature=1.0, eos_when_parses=True, syntax_guard=True, seed=2),
+], ids=["sampled-top_p-remask", "greedy-critic", "entropy-cosine", "left-to-right-parse-gate", "syntax-guard"])
 def test_recorded_logprobs_match_recompute_and_carry_gradients(real_model, real_inputs, cfg):
     ids, attn = real_inputs
     traj = diffusion_generate(real_model, ids, attn, cfg).trajectory
@@ -417,3 +418,71 @@ def test_parse_gate_allows_eos_only_after_a_committed_assertion_that_parses(real
     assert not gate[2].any()  # nothing committed: an empty slot is no assertion
     assert gate[3].nonzero().flatten().tolist() == [len(ids("assert x"))]  # first [MASK] only
 
+
+
+@pytest.mark.parametrize("text, state", [
+    ("assert f(x) == [1, 2", ("]",)),
+    ('assert "a(" == b[', ("]",)),
+    ('assert f(x, "a\\"b")', ()),
+    ("assert {1: (2", ("}", ")")),  # innermost last
+])
+def test_syntax_scan_tracks_brackets_outside_strings(text, state):
+    from pretrain.sampler import _scan
+
+    assert _scan(((), "", False), text) == (state, "", False)
+
+
+@pytest.mark.parametrize("text", ["assert f(x))", "assert [1, 2)", "assert x  # why", "assert 'a\nb' == c"])
+def test_syntax_scan_refuses_what_can_never_close(text):
+    from pretrain.sampler import _scan
+
+    assert _scan(((), "", False), text) is None
+
+
+def test_syntax_gate_bans_wrong_closers_and_what_cannot_close_in_time(real_model):
+    from pretrain.sampler import syntax_gate
+
+    tok, s = real_model.tokenizer, real_model.special
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    vocab = {tok.decode([v]): v for v in range(len(tok))}
+    close_paren, close_bracket = vocab[")"], vocab["]"]
+    open_paren = vocab["("]
+    head = ids("assert len(G")
+    banned = syntax_gate(torch.tensor([head + [s.mask] * 3, [s.mask] * (len(head) + 3)]), s, tok)
+    j = len(head)
+    assert not banned[0, j, close_paren] and banned[0, j, close_bracket]  # only the open '(' may close
+    assert not banned[0, j + 1].any()  # guarded: the next position to fill only
+    assert banned[1, 0, close_paren] and not banned[1, 0, open_paren]  # an empty slot starts guarded too
+    assert not banned[1, 1:].any()
+    last = syntax_gate(torch.tensor([head + [s.mask]]), s, tok)  # the slot's last position: close now
+    assert last[0, j, open_paren] and not last[0, j, close_paren]
+
+
+def test_syntax_guard_never_emits_a_wrong_closer(real_model, real_inputs):
+    from pretrain.sampler import _scan
+
+    ids, attn = real_inputs
+    for seed in range(4):
+        cfg = SamplerConfig(steps=SLOT_LEN, block_size=1, temperature=1.0, syntax_guard=True, seed=seed)
+        tokens = diffusion_generate(real_model, ids, attn, cfg, record=False).tokens
+        for row in tokens.tolist():
+            content = [t for t in row if t not in (real_model.special.pad, real_model.special.eos)]
+            assert _scan(((), "", False), real_model.tokenizer.decode(content)) is not None
+
+
+def test_slot_log_likelihood_sums_the_slot_tokens_and_eos_only(real_model, real_inputs):
+    from pretrain.sampler import slot_log_likelihood
+
+    ids, attn = real_inputs
+    s = real_model.special
+    slot = ids[:, -SLOT_LEN:].clone()
+    words = real_model.tokenizer("assert len(G) == 2", add_special_tokens=False)["input_ids"][:4]
+    slot[:, :4] = torch.tensor(words)
+    slot[:, 4] = s.eos
+    slot[:, 5:] = s.pad
+    full = torch.cat([ids[:, :-SLOT_LEN], slot], dim=1)
+    got = slot_log_likelihood(real_model, full, attn)
+    with torch.no_grad():
+        logp = torch.log_softmax(real_model(full, attn, last=SLOT_LEN).logits[:, -SLOT_LEN:].float(), -1)
+    want = logp.gather(-1, slot[..., None]).squeeze(-1)[:, :5].sum(-1)
+    assert torch.allclose(got, want, atol=1e-6)
