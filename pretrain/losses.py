@@ -706,8 +706,12 @@ def critic_loss(
     critic_logits: torch.Tensor,  # (B, T) raw z
     labels: torch.Tensor,  # (B, T) float, 1 = this position ends up correct
     mask: torch.Tensor,  # (B, T) bool, positions with a label
+    weights: torch.Tensor | None = None,  # (B, T) float per-position weights, e.g. the batch's token weights
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """BCE-with-logits (fp32), mean over ``mask``; 0 (with a live graph) when the mask is empty.
+    """BCE-with-logits (fp32), ``Σ w·bce / Σ w`` over ``mask`` (plain mean without ``weights``);
+    0 (with a live graph) when the mask is empty. With the batch's token weights the trailing
+    [PAD] positions count little, as in the generator's loss, so the critic learns mostly where
+    it is used: the assertion's tokens and its [EOS].
     Metrics ``loss/critic``, ``critic/acc`` (σ(z) > ½ agrees with the label) and
     ``critic/pos_frac`` (share of positive labels, to read the accuracy against)."""
     z = critic_logits.float()
@@ -715,7 +719,8 @@ def critic_loss(
     mask = mask.bool()
     bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")  # (B, T)
     n = mask.sum()
-    loss = torch.where(mask, bce, 0.0).sum() / n.clamp(min=1)
+    w = mask.float() if weights is None else torch.where(mask, weights.float(), 0.0)  # (B, T)
+    loss = (w * bce).sum() / w.sum().clamp(min=1e-12)
     with torch.no_grad():
         correct = ((z > 0) == (y > 0.5)) & mask
         stats = torch.stack([loss.detach(), correct.sum().float(), (y * mask).sum(), n.float()]).tolist()

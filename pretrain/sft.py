@@ -243,7 +243,8 @@ class Step:
             critic_in, labels = self.critic_input(batch, corr, out.logits.detach(), generator)
             with self.autocast():
                 crit = self.model(critic_in, batch.attention_mask, last=L).critic  # (B, L)
-            c_loss, c_metrics = critic_loss(crit.float(), labels, batch.weights[:, slot] > 0)
+            weights = batch.weights[:, slot]
+            c_loss, c_metrics = critic_loss(crit.float(), labels, weights > 0, weights)
             total = total + alpha * c_loss
             metrics.update(c_metrics)
         metrics["loss/total"] = float(total.detach())

@@ -276,6 +276,9 @@ def test_critic_loss_hand_value():
     assert z.grad[0, 2] == 0
     empty, metrics = critic_loss(z, labels, torch.zeros(1, 3, dtype=torch.bool))
     assert empty.item() == 0.0 and "critic/acc" not in metrics
+    # Weighted: Σ w·bce / Σ w over the mask, so a [PAD] at weight 0.05 counts little.
+    weighted, _ = critic_loss(z, labels, mask, torch.tensor([[1.0, 0.05, 7.0]]))
+    assert weighted.item() == pytest.approx((math.log(2) + 0.05 * math.log(4)) / 1.05, rel=1e-6)
 
 
 # --------------------------------------------------------------------------- order
