@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=1, help="sampler block size (widened to ceil(L/K) when K < L/size)")
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
     parser.add_argument("--no-parse-gate", action="store_true", help="allow [EOS] anywhere (eos_when_parses off)")
+    parser.add_argument("--no-syntax-guard", action="store_true", help="let left-to-right fills close brackets that are not open (syntax_guard off)")
     parser.add_argument("--plot", type=Path, default=Path("runs/bench/sampler_quality.png"), help="PNG to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args()
@@ -50,7 +51,8 @@ def main() -> None:
     tasks = load_tasks(args.tasks, split=args.split)[:args.n]
     steps = [int(s) for s in args.steps.split(",")]
     policies = args.policies.split(",")
-    base = SamplerConfig(block_size=args.block_size, temperature=args.temperature, eos_when_parses=not args.no_parse_gate)
+    base = SamplerConfig(block_size=args.block_size, temperature=args.temperature, eos_when_parses=not args.no_parse_gate,
+                         syntax_guard=not args.no_syntax_guard)
     systems: dict[str, list[str]] = {}
     seconds: dict[str, float] = {}
     for policy in policies:
@@ -69,7 +71,8 @@ def main() -> None:
                       "seconds": seconds[name]})
 
     print(f"\n{len(tasks)} {args.split} tasks, model {args.model}, block {args.block_size}, temperature {args.temperature}, "
-          f"remask budget {args.budget}, parse gate {'off' if args.no_parse_gate else 'on'}")
+          f"remask budget {args.budget}, parse gate {'off' if args.no_parse_gate else 'on'}, "
+          f"syntax guard {'off' if args.no_syntax_guard else 'on'}")
     print(f"{'policy':<11} {'K':>3} {'ast_valid':>9} {'exact':>7} {'pass':>7} {'distinct':>8} {'gen s':>6}")
     for r in table:
         print(f"{r['policy']:<11} {r['steps']:>3} {r['ast_valid']:>9.1%} {r['exact_match']:>7.1%} {r['pass']:>7.1%} "
