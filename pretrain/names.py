@@ -28,6 +28,10 @@ def bound_names(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
+    return _bound_in(tree)
+
+
+def _bound_in(tree: ast.AST) -> list[str]:
     found: list[tuple[int, int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -53,7 +57,7 @@ def undefined_names(assertion: str, task: Task) -> list[str]:
         tree = ast.parse(assertion)
     except SyntaxError:
         return []
-    own = set(bound_names(assertion))
+    own = set(_bound_in(tree))
     known = _ALWAYS | set(bound_names(task.setup)) | set(bound_names(task.prefix)) | own
     reads = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
     return list(dict.fromkeys(name for name in reads if name not in known))

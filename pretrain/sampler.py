@@ -153,19 +153,27 @@ def parse_gate(state: torch.Tensor, special: SpecialIds, decode: Callable[[list[
     if that content decodes to Python made of assert statements. A function of the state
     alone, so recomputed log-probs see the same gate.
     """
-    B, L = state.shape
-    gate = torch.zeros((B, L), dtype=torch.bool)
+    gate = torch.zeros(state.shape, dtype=torch.bool)
+    for b, j, prefix in _next_fills(state, special):
+        gate[b, j] = is_assertion(decode(prefix))
+    return gate.to(state.device)
+
+
+def _next_fills(state: torch.Tensor, special: SpecialIds) -> list[tuple[int, int, list[int]]]:
+    """``(row, j, prefix)`` for each row whose first [MASK] ``j`` has only committed content
+    before it (no [PAD]/[EOS]): the position a left-to-right fill writes next, and the tokens
+    before it. The gates below act there only."""
     masked = (state == special.mask).cpu()
     rows = state.cpu().tolist()
-    for b in range(B):
+    out = []
+    for b in range(state.shape[0]):
         if not masked[b].any():
             continue
         j = int(masked[b].float().argmax())
         prefix = rows[b][:j]
-        if special.pad in prefix or special.eos in prefix:
-            continue
-        gate[b, j] = is_assertion(decode(prefix))
-    return gate.to(state.device)
+        if special.pad not in prefix and special.eos not in prefix:
+            out.append((b, j, prefix))
+    return out
 
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -259,15 +267,7 @@ def syntax_gate(state: torch.Tensor, special: SpecialIds, tokenizer) -> torch.Te
     guard = _guard(tokenizer, special)
     B, L = state.shape
     banned = torch.zeros((B, L, guard.vocab), dtype=torch.bool)
-    masked = (state == special.mask).cpu()
-    rows = state.cpu().tolist()
-    for b in range(B):
-        if not masked[b].any():
-            continue
-        j = int(masked[b].float().argmax())
-        prefix = rows[b][:j]
-        if special.pad in prefix or special.eos in prefix:
-            continue
+    for b, j, prefix in _next_fills(state, special):
         allowed = guard.allowed(tokenizer.decode(prefix), L - j - 1)
         if allowed is not None:
             banned[b, j] = ~allowed
