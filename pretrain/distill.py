@@ -51,6 +51,11 @@ class WeightSchedule:
 def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float = 1.0) -> torch.Tensor:
     """Focal loss per position, ``-α (1 - p_y)^γ log p_y`` (B, T); γ = 0, α = 1 is cross-entropy."""
     logp = F.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return focal_from_log_probs(logp, gamma, alpha)
+
+
+def focal_from_log_probs(logp: torch.Tensor, gamma: float = 2.0, alpha: float = 1.0) -> torch.Tensor:
+    """:func:`focal` from the target's log-probability ``logp`` (B, T) (a shared softmax)."""
     if gamma == 0:
         return -alpha * logp
     return -alpha * (1.0 - logp.exp()).clamp(min=0.0).pow(gamma) * logp

@@ -78,8 +78,10 @@ class LossState:
     ``logits`` (B, T, V) fp32 (``DiffusionLoss`` casts once); ``input_ids``, ``targets``,
     ``kind`` (B, T) long; ``weights`` (B, T) float, the per-token loss weights (0: no loss;
     context positions are zeroed here whatever the caller gave, the loss lives on the slot);
-    ``t`` (B,) the noise level of each row. ``extra`` holds named scalar terms added to the
-    loss; ``metrics`` floats or 0-dim tensors (tensors are turned into floats in one
+    ``t`` (B,) the noise level of each row. ``teacher_logits`` (B, T, V) a teacher's logits on
+    the same inputs (no grad), for the distillation components. ``extra`` holds named scalar
+    terms added to the loss; ``parts`` the per-position values of the token components the
+    token loss is made of (pretrain/components.py), each logged as ``loss/<name>``; ``metrics`` floats or 0-dim tensors (tensors are turned into floats in one
     device sync at the end), names slash-namespaced, ``modifier/<name>/...`` for modifiers.
     ``training``: whether stateful modifiers may update their state (eval leaves it alone).
     """
@@ -92,7 +94,9 @@ class LossState:
     t: torch.Tensor  # (B,)
     special: SpecialIds
     token_loss_fn: TokenLoss = field(default=None, repr=False)  # type: ignore[assignment]
+    teacher_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, T, V) for distillation terms
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, T) per token component, logged reduced
     metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     training: bool = True
 
@@ -116,6 +120,9 @@ class LossState:
                 raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected {(B, T)}")
         if self.t.shape != (B,):
             raise ValueError(f"t has shape {tuple(self.t.shape)}, expected ({B},)")
+        if self.teacher_logits is not None and self.teacher_logits.shape != self.logits.shape:
+            raise ValueError(f"teacher_logits {tuple(self.teacher_logits.shape)} do not match the student's logits "
+                             f"{tuple(self.logits.shape)}: teacher and student must share the tokenizer and the slot")
         self.weights = torch.where(self.kind != KIND_CONTEXT, self.weights.float(), 0.0)  # (B, T)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -297,23 +304,23 @@ def build_modifier(name: str, **params: Any) -> Modifier:
     return modifier
 
 
-def _typed(cls: type, params: dict[str, Any], label: str) -> dict[str, Any]:
+def _typed(cls: type, params: dict[str, Any], label: str, what: str = "loss modifier") -> dict[str, Any]:
     """``params`` checked against the dataclass field types of ``cls`` (int, float, bool, str,
-    Literal), ints widened to float where a float is expected."""
+    Literal), ints widened to float where a float is expected. ``what`` names the thing in errors."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for key, value in params.items():
         tp = hints[key]
         if typing.get_origin(tp) is Literal:
             if value not in typing.get_args(tp):
-                raise LossConfigError(f"loss modifier {label!r}: {key}={value!r} is not one of: "
+                raise LossConfigError(f"{what} {label!r}: {key}={value!r} is not one of: "
                                       + ", ".join(map(str, typing.get_args(tp))))
         elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
         elif tp in (int, bool, str) and not (type(value) is tp):
-            raise LossConfigError(f"loss modifier {label!r}: {key} expects {tp.__name__}, got {value!r}")
+            raise LossConfigError(f"{what} {label!r}: {key} expects {tp.__name__}, got {value!r}")
         elif tp is float:
-            raise LossConfigError(f"loss modifier {label!r}: {key} expects float, got {value!r}")
+            raise LossConfigError(f"{what} {label!r}: {key} expects float, got {value!r}")
         out[key] = value
     return out
 
@@ -622,6 +629,7 @@ class DiffusionLoss:
         weights: torch.Tensor,  # (B, T)
         t: torch.Tensor,  # (B,)
         special: SpecialIds,
+        teacher_logits: torch.Tensor | None = None,  # (B, T, V)
     ) -> tuple[torch.Tensor, dict[str, float]]:
         columns = (kind != KIND_CONTEXT).any(0)  # (T,) positions that are slot in some row
         if not bool(columns.all()):
@@ -631,8 +639,11 @@ class DiffusionLoss:
             keep = columns.nonzero().squeeze(1)  # (T',)
             logits = logits.index_select(1, keep)
             input_ids, targets, kind, weights = (x.index_select(1, keep) for x in (input_ids, targets, kind, weights))
+            if teacher_logits is not None:
+                teacher_logits = teacher_logits.index_select(1, keep)
         state = LossState(logits=logits.float(), input_ids=input_ids, targets=targets, kind=kind, weights=weights,
-                          t=t, special=special, token_loss_fn=self.token_loss, training=self.training)
+                          t=t, special=special, token_loss_fn=self.token_loss, training=self.training,
+                          teacher_logits=teacher_logits)
         for i, m in enumerate(self.modifiers):
             object.__setattr__(state, "_current", f"{m.name or type(m).__name__!r} (#{i})")
             m(state)
@@ -654,6 +665,8 @@ class DiffusionLoss:
 
         metrics = state.metrics
         metrics["loss/diffusion"] = diffusion.detach()
+        for name, part in state.parts.items():  # each token component's own value, before its weight
+            metrics[f"loss/{name}"] = (w * torch.where(live, part, 0.0)).sum().detach() / w_sum.clamp(min=1e-12)
         for name, term in state.extra.items():
             metrics[f"loss/{name}"] = term.detach()
         metrics["loss/total"] = total.detach()

@@ -54,6 +54,7 @@ class DiffusionOutput:
     logits: torch.Tensor  # (B, T, V)
     critic: torch.Tensor  # (B, T) raw critic logits z
     hidden: torch.Tensor  # (B, T, H) last hidden states
+    layers: tuple[torch.Tensor, ...] | None = None  # (B, T, H) each: embeddings, then every layer's output
 
 
 def modernbert_config(cfg: BackboneConfig, vocab_size: int, special: SpecialIds):
@@ -83,8 +84,11 @@ def modernbert_config(cfg: BackboneConfig, vocab_size: int, special: SpecialIds)
 class DiffusionLM(nn.Module):
     """Backbone + tied ``lm_head`` + ``critic_head``.
 
-    ``forward(input_ids (B, T), attention_mask (B, T) | None, last=None) -> DiffusionOutput``;
+    ``forward(input_ids (B, T), attention_mask (B, T) | None, last=None, layers=False) -> DiffusionOutput``;
     with ``last=n`` the outputs cover only the last n positions: (B, n, V), (B, n), (B, n, H).
+    With ``layers=True`` the output also holds every layer's hidden states (index 0: the
+    embeddings, k: the output of layer k; the last is ``hidden``), cut to ``last`` alike: what
+    intermediate-layer distillation reads.
     """
 
     def __init__(self, backbone: nn.Module, tokenizer: PreTrainedTokenizerFast, *, slot_len: int, max_prompt: int) -> None:
@@ -126,20 +130,28 @@ class DiffusionLM(nn.Module):
             return cls(backbone, tokenizer, slot_len=slot_len, max_prompt=max_prompt)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                last: int | None = None) -> DiffusionOutput:
+                last: int | None = None, layers: bool = False) -> DiffusionOutput:
         """Heads on every position, or only on the ``last`` ones (the slot): the LM head is a
         third of the compute at a 4k vocabulary, and context positions never need it."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers)
+        hidden = out.last_hidden_state  # (B, T, H)
+        states = tuple(out.hidden_states) if layers else None
         if last is not None:
             hidden = hidden[:, -last:]  # (B, last, H)
+            states = tuple(h[:, -last:] for h in states) if states is not None else None
         normed = self.head_norm(hidden)
         return DiffusionOutput(
             logits=self.lm_head(normed),  # (B, T, V)
             critic=self.critic_head(normed).squeeze(-1),  # (B, T)
             hidden=hidden,
+            layers=states,
         )
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.backbone.config.num_hidden_layers)
 
     @property
     def device(self) -> torch.device:

@@ -596,7 +596,6 @@ def recompute_logprobs(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def slot_log_likelihood(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B,) ``Σ_i log p(x_i | x)`` over each row's slot tokens and its [EOS], all in view.
 

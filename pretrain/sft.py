@@ -24,12 +24,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
 from sandbox.tasks import SPLITS, Task, load_tasks
 
+from .components import Components, LossConfig, SequenceBatch, check_teacher_dir, load_teacher
 from .corruption import KIND_IDENTITY, KIND_MASKED, KIND_WRONG, Corrupted, corrupt
 from .data import Batch, DataConfig, Encoded, Encoder, collate
 from .losses import DiffusionLoss, critic_loss
@@ -103,6 +104,18 @@ class OptimConfig:
 
 
 @dataclass
+class SequenceKDConfig:
+    """Sequence-level KD: train on a teacher's outputs (from `trident seqkd`) mixed with gold."""
+
+    path: Path | None = field(default=None, metadata={"help": "JSONL of teacher outputs written by `trident seqkd`; null = gold only"})
+    ratio: float = field(default=0.5, metadata={"help": "chance that a row whose task has a teacher output trains on it instead of gold"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ratio <= 1:
+            raise ValueError(f"sequence_kd.ratio={self.ratio} must lie in [0, 1]")
+
+
+@dataclass
 class SFTConfig:
     """`trident sft`: train the masked-diffusion model with its critic head on mined tasks."""
 
@@ -114,6 +127,8 @@ class SFTConfig:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "prompt and slot layout"})
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig, metadata={"help": "slot corruption"})
     modifiers: list[dict[str, Any]] = field(default_factory=default_modifiers, metadata={"help": "diffusion loss modifiers, applied in this order: [{name: ..., param: value}, ...]"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "the Trident loss components with their weight schedules, and the teacher"})
+    sequence_kd: SequenceKDConfig = field(default_factory=SequenceKDConfig, metadata={"help": "sequence-level KD: teacher outputs mixed with gold"})
     critic: CriticConfig = field(default_factory=CriticConfig, metadata={"help": "critic head training"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer and schedule"})
     batch_size: int = field(default=32, metadata={"help": "tasks per step"})
@@ -200,8 +215,16 @@ class Cursor:
 class Step:
     """One training step's math: corruption, generator loss, critic pass. Owns no optimizer."""
 
-    def __init__(self, model: DiffusionLM, loss: DiffusionLoss, cfg: SFTConfig, device: torch.device) -> None:
+    def __init__(self, model: DiffusionLM, loss: DiffusionLoss, cfg: SFTConfig, device: torch.device, *,
+                 components: Components | None = None, teacher: DiffusionLM | None = None,
+                 encoder: Encoder | None = None) -> None:
         self.model, self.loss, self.cfg, self.device = model, loss, cfg, device
+        self.components = components if components is not None else Components.from_config(["ce"])
+        self.teacher = teacher
+        if self.components.needs_teacher and teacher is None:
+            raise TrainError("the loss components need a teacher model; set loss.teacher")
+        self.encoder = encoder
+        loss.token_loss = self.components.token_loss
         s = model.special
         self.forbidden = torch.tensor(sorted(set(s.never_generated())), device=device)
         self.vocab = model.backbone.config.vocab_size
@@ -224,20 +247,44 @@ class Step:
                        eps=c.eps, antithetic=c.antithetic, wrong_prob=c.wrong_prob, proposals=proposals,
                        suffix_rows=c.suffix_rows, content=batch.content)
 
-    def losses(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses(self, batch: Batch, generator: torch.Generator, tasks: Sequence[Task] | None = None,
+               teacher_texts: Sequence[str | None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss of one batch and its metrics (generator pass, then critic pass).
 
         Both passes see the whole row but compute their heads on the slot only (``last=L``);
-        the loss needs nothing else, since context positions carry no loss.
+        the loss needs nothing else, since context positions carry no loss. A teacher, when the
+        components need one, reads the same corrupted rows without grad. Sequence components run
+        when ``tasks`` (one per row) are given: training does, validation does not (their rewards
+        may cost a sandbox run per row).
         """
         L = self.model.slot_len
+        comps = self.components
         corr = self.corrupt(batch, generator)
+        layers = comps.needs_layers
         with self.autocast():
-            out = self.model(corr.input_ids, batch.attention_mask, last=L)  # logits (B, L, V)
+            out = self.model(corr.input_ids, batch.attention_mask, last=L, layers=layers)  # logits (B, L, V)
+        teacher = None
+        if self.teacher is not None:
+            with torch.no_grad(), self.autocast():
+                teacher = self.teacher(corr.input_ids, batch.attention_mask, last=L, layers=layers)
         slot = slice(-L, None)
         gen, metrics = self.loss(out.logits, corr.input_ids[:, slot], corr.targets[:, slot], corr.kind[:, slot],
-                                 batch.weights[:, slot], corr.t, self.model.special)
+                                 batch.weights[:, slot], corr.t, self.model.special,
+                                 teacher_logits=teacher.logits if teacher is not None else None)
         total = gen
+        metrics.update(comps.weights())
+        if layers:
+            term, m = comps.hidden_terms(out.layers, teacher.layers, batch.weights[:, slot] > 0)  # type: ignore[union-attr]
+            total = total + term
+            metrics.update(m)
+        if tasks is not None and comps.of_kind("sequence"):
+            if self.encoder is None:
+                raise TrainError("sequence loss components need the step's encoder to decode samples")
+            seq = SequenceBatch(out.logits, corr.input_ids[:, slot], corr.kind[:, slot], tasks, [t.target for t in tasks],
+                                teacher_texts or [None] * len(tasks), self.encoder.decode, self.forbidden, generator)
+            term, m = comps.sequence_terms(seq)
+            total = total + term
+            metrics.update(m)
         alpha = self.cfg.critic.weight
         if alpha > 0:
             critic_in, labels = self.critic_input(batch, corr, out.logits.detach(), generator)
@@ -291,6 +338,12 @@ class Trainer:
         path = self.out / "tokenizer"
         if (path / "tokenizer.json").is_file():
             return load_tokenizer(path)
+        if self.cfg.loss.teacher is not None:
+            # A student distils from its teacher's distributions: it must read the same tokens.
+            tok = load_tokenizer(self.cfg.loss.teacher)
+            save_tokenizer(tok, path)
+            print(f"sft: using the teacher's tokenizer from '{self.cfg.loss.teacher}'")
+            return tok
         tok = train_tokenizer(task_texts(train), vocab_size=self.cfg.vocab_size)
         save_tokenizer(tok, path)
         return tok
@@ -309,7 +362,9 @@ class Trainer:
                              f"older step_N folder or start in another out=")
         saved = json.loads((step_dir / "config.json").read_text())
         mine = _plain_config(self.cfg)
-        for key in ("model", "data", "tasks", "vocab_size", "batch_size"):
+        for key in ("model", "data", "tasks", "vocab_size", "batch_size", "loss"):
+            if key == "loss" and key not in saved:
+                continue  # a run from before the loss components trained with cross-entropy alone
             if saved.get(key) != mine.get(key):
                 raise TrainError(f"'{self.out}' holds a run with a different {key} ({saved.get(key)!r} vs {mine.get(key)!r}); "
                                  f"resume with the same {key}, or give another out=")
@@ -317,6 +372,8 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if Components.from_config(cfg.loss.components).needs_teacher:
+            check_teacher_dir(cfg.loss.teacher)  # before anything is written
         resume_dir = self._check_run_folder()
         done = self.out / "summary.json"
         if ((self.out / FINAL / "trident_model.json").is_file() and done.is_file()
@@ -336,12 +393,23 @@ class Trainer:
             model = DiffusionLM.build(cfg.model, tok, slot_len=cfg.data.slot_len, max_prompt=cfg.data.max_prompt, seed=cfg.seed)
             model.to(self.device)
         encoder = Encoder(model.tokenizer, cfg.data)
-        rows = [e for e in (encoder.encode(t) for t in train) if e is not None]
+        encoded = [(e, t) for e, t in ((encoder.encode(t), t) for t in train) if e is not None]
+        rows = [e for e, _ in encoded]
+        row_tasks = [t for _, t in encoded]
         skipped = len(train) - len(rows)
         valid_rows = [e for e in (encoder.encode(t) for t in valid) if e is not None][:cfg.eval_tasks]
+        kd_texts, kd_rows = self._sequence_kd(encoder, row_tasks)
 
         loss = DiffusionLoss.from_config(cfg.modifiers)
-        decay, no_decay = _param_groups(model)
+        components = Components.from_config(cfg.loss.components)
+        teacher = None
+        if components.needs_teacher:
+            teacher = load_teacher(cfg.loss.teacher, model, self.device)
+        elif cfg.loss.teacher is not None:
+            print(f"sft: loss.teacher is set but no loss component distils from it (kl, jsd, layer); not loaded")
+        components.setup(model, teacher, cfg.seed)
+        components.to(self.device)
+        decay, no_decay = _param_groups(torch.nn.ModuleList([model, components]))
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
@@ -354,6 +422,7 @@ class Trainer:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             loss.load_state_dict(state["loss"])
+            components.load_state_dict(state.get("components", {}))
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
@@ -362,11 +431,12 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed)  # dropout; a resumed run restores the saved state instead
 
-        trainer_step = Step(model, loss, cfg, self.device)
+        trainer_step = Step(model, loss, cfg, self.device, components=components, teacher=teacher, encoder=encoder)
         logger = MetricLogger(self.out)
         bar = _progress(cfg, step)
         print(f"sft: {model.num_parameters() / 1e6:.1f}M parameters on {self.device} ({cfg.precision}); "
               f"{len(rows)} training tasks ({skipped} longer than the slot skipped), {len(valid_rows)} for validation; "
+              f"loss: {components.describe()}" + (f", teacher {teacher.num_parameters() / 1e6:.1f}M" if teacher else "") + "; "
               + (f"resuming at step {step}" if step else "fresh run"))
         start = time.monotonic()
         window: dict[str, list[float]] = {}
@@ -377,8 +447,16 @@ class Trainer:
             while step < cfg.max_steps:
                 model.train()
                 loss.train()
-                batch = collate([rows[i] for i in cursor.take(cfg.batch_size)], model.special, cfg.data.pad_weight).to(self.device)
-                total, metrics = trainer_step.losses(batch, gen)
+                idx = cursor.take(cfg.batch_size)
+                texts = [kd_texts.get(i) for i in idx]
+                if kd_rows:  # sequence-level KD: a row trains on the teacher's output at the configured ratio
+                    coins = torch.rand(len(idx), generator=gen).tolist()
+                    picked = [kd_rows[i] if i in kd_rows and c < cfg.sequence_kd.ratio else rows[i] for i, c in zip(idx, coins)]
+                else:
+                    picked = [rows[i] for i in idx]
+                batch = collate(picked, model.special, cfg.data.pad_weight).to(self.device)
+                components.progress = step / max(1, cfg.max_steps - 1)  # 0 at the first step, 1 at the last
+                total, metrics = trainer_step.losses(batch, gen, [row_tasks[i] for i in idx], texts)
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 if cfg.optim.grad_clip > 0:
@@ -403,7 +481,7 @@ class Trainer:
                     logger.log(step, self.validate(trainer_step, valid_rows))
                 out_of_time = cfg.max_minutes is not None and (time.monotonic() - start) / 60 >= cfg.max_minutes
                 if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
-                    self.save(model, loss, opt, sched, gen, cursor, step)
+                    self.save(model, loss, components, opt, sched, gen, cursor, step)
                 if out_of_time and step < cfg.max_steps:
                     stopped_early = True
                     print(f"sft: max_minutes={cfg.max_minutes} reached at step {step}; checkpoint written")
@@ -427,6 +505,32 @@ class Trainer:
             summary["eval"] = {k: v for k, v in report.items() if k != "samples"}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
+
+    def _sequence_kd(self, encoder: Encoder, tasks: list[Task]) -> tuple[dict[int, str], dict[int, Encoded]]:
+        """The teacher outputs of ``sequence_kd.path`` by training row: their texts (for the
+        semantic reference) and, where they fit the slot, their encoded rows."""
+        path = self.cfg.sequence_kd.path
+        if path is None:
+            return {}, {}
+        from .seqkd import read_outputs
+
+        outputs = read_outputs(path)
+        texts: dict[int, str] = {}
+        encoded: dict[int, Encoded] = {}
+        for i, task in enumerate(tasks):
+            text = outputs.get(task.id)
+            if text is None:
+                continue
+            texts[i] = text
+            slot = encoder.slot(text)
+            if slot is not None:
+                encoded[i] = Encoded(task.id, encoder.prompt(task), slot[0], slot[1])
+        if not encoded:
+            raise TrainError(f"sequence_kd.path '{path}' holds no output for this run's training tasks; make it from "
+                             f"the same task file with `trident seqkd --tasks {self.cfg.tasks}`")
+        print(f"sft: sequence-level KD: teacher outputs for {len(encoded)} of {len(tasks)} training tasks, "
+              f"used at ratio {self.cfg.sequence_kd.ratio}")
+        return texts, encoded
 
     # .................................................................. validation
 
@@ -453,7 +557,8 @@ class Trainer:
 
     # .................................................................. checkpoints
 
-    def save(self, model: DiffusionLM, loss: DiffusionLoss, opt, sched, gen: torch.Generator, cursor: Cursor, step: int) -> Path:
+    def save(self, model: DiffusionLM, loss: DiffusionLoss, components: Components, opt, sched, gen: torch.Generator,
+             cursor: Cursor, step: int) -> Path:
         """Write ``checkpoints/step_N`` atomically, then point ``latest`` at it (STYLE.md #8)."""
         root = self.out / CHECKPOINTS
         root.mkdir(parents=True, exist_ok=True)
@@ -464,7 +569,7 @@ class Trainer:
         model.mask_logit_bias = loss.mask_logit_bias
         model.save(tmp / "model")
         torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "loss": loss.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "loss": loss.state_dict(), "components": components.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                     "python_rng": random.getstate(), "cursor": cursor.state()}, tmp / "trainer.pt")
         (tmp / "config.json").write_text(json.dumps(_plain_config(self.cfg), indent=1) + "\n")
         final = root / name

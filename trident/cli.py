@@ -59,6 +59,19 @@ def _run_sft(cfg: Any) -> int:
     return 0
 
 
+def _seqkd_config() -> type:
+    from pretrain.seqkd import SeqKDConfig
+
+    return SeqKDConfig
+
+
+def _run_seqkd(cfg: Any) -> int:
+    from pretrain.seqkd import run
+
+    run(cfg)
+    return 0
+
+
 def _rewards_config() -> type:
     from rewards.check import RewardsConfig
 
@@ -106,6 +119,9 @@ JOBS = (
          ("reward", "a registered reward, package.module:function, or a composition YAML file", None))),
     Job("sft", "stage 1: train the masked-diffusion model with its critic head", _sft_config, _run_sft,
         (("--tasks", "tasks", "task file from `trident mine`"), ("--out", "out", "run folder"))),
+    Job("seqkd", "sequence-level KD data: a teacher's best of N samples per task, for `trident sft sequence_kd.path=`",
+        _seqkd_config, _run_seqkd,
+        (("--teacher", "teacher", "teacher model directory"), ("--tasks", "tasks", "task file"), ("--out", "out", "output JSONL"))),
     Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
     Job("eval", "evaluate a model against baselines on a split", None, None),
     Job("pipeline", "run the staged pipeline mine -> tokenizer -> sft -> rl -> eval", None, None),
