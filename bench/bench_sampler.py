@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from pretrain.data import DataConfig, Encoder
-    from pretrain.evaluate import EvalConfig, generate, pass_rates, text_scores
+    from pretrain.evaluate import EvalConfig, execution_rates, generate, text_scores
     from pretrain.model import DiffusionLM
     from pretrain.sampler import SamplerConfig
     from sandbox.tasks import load_tasks
@@ -63,11 +63,11 @@ def main() -> None:
                 systems[f"{policy}/{k}"] = generate(model, encoder, tasks, cfg)
             seconds[f"{policy}/{k}"] = time.monotonic() - t0
             print(f"generated {policy:<10} K={k:<3} in {seconds[f'{policy}/{k}']:.1f}s", flush=True)
-    rates = pass_rates(tasks, systems, EvalConfig())
+    rates = execution_rates(tasks, systems, EvalConfig())
     table = []
     for name, texts in systems.items():
         policy, k = name.split("/")
-        table.append({"policy": policy, "steps": int(k), **text_scores(tasks, texts), "pass": rates[name],
+        table.append({"policy": policy, "steps": int(k), **text_scores(tasks, texts), "pass": rates[name]["pass"],
                       "seconds": seconds[name]})
 
     print(f"\n{len(tasks)} {args.split} tasks, model {args.model}, block {args.block_size}, temperature {args.temperature}, "

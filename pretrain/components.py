@@ -97,10 +97,15 @@ class TokenComponent(Component):
 
 
 class SequenceComponent(Component):
+    """A sequence-level term: ``start`` (may hand work to a thread), then ``finish`` gives the
+    surrogate (a scalar with grad) and the raw risk to log."""
+
     kind = "sequence"
 
-    def sequence(self, batch: SequenceBatch) -> tuple[torch.Tensor, float]:
-        """The surrogate term (a scalar with grad) and the raw risk to log."""
+    def start(self, batch: SequenceBatch) -> Any:
+        raise NotImplementedError
+
+    def finish(self, batch: SequenceBatch, started: Any) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
 
 
@@ -271,9 +276,10 @@ class SequenceBatch:
     """What a sequence component needs of one training batch.
 
     ``logits`` (B, L, V) the student's slot logits (with grad); ``input_ids`` and ``kind``
-    (B, L) the corrupted slot; ``tasks`` one :class:`~sandbox.tasks.Task` per row;
-    ``references`` the texts the row's semantic proximity is measured to (gold, and the
-    teacher's sequence-level output where there is one); ``decode`` a slot's ids to text.
+    (B, L) the corrupted slot; ``tasks`` one :class:`~sandbox.tasks.Task` per row; ``gold``
+    the rows' targets and ``teacher_text`` their sequence-level KD outputs (None: none);
+    ``decode`` a slot's ids to text. The sampled slot, its texts and log-probabilities are
+    computed once and shared by every sequence component of the step.
     """
 
     logits: torch.Tensor
@@ -285,13 +291,46 @@ class SequenceBatch:
     decode: Callable[[Sequence[int]], str]
     forbidden: torch.Tensor
     generator: torch.Generator
+    _sample: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    _texts: dict[int, str] = field(default_factory=dict, repr=False)
+    _mean_logp: torch.Tensor | None = field(default=None, repr=False)
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The student's own slot: a sample at every position it must fill (masked or wrong),
         the visible right tokens kept. Returns the slot (B, L) and where it sampled (B, L)."""
-        filled = self.kind != KIND_IDENTITY
-        drawn = sample_tokens(self.logits.detach(), self.forbidden, self.generator)  # (B, L)
-        return torch.where(filled, drawn, self.input_ids), filled
+        if self._sample is None:
+            filled = self.kind != KIND_IDENTITY
+            drawn = sample_tokens(self.logits.detach(), self.forbidden, self.generator)  # (B, L)
+            self._sample = (torch.where(filled, drawn, self.input_ids), filled)
+        return self._sample
+
+    def text(self, row: int) -> str:
+        if row not in self._texts:
+            self._texts[row] = self.decode(self.sample()[0][row].tolist())
+        return self._texts[row]
+
+    def mean_log_prob(self) -> torch.Tensor:
+        """(B,) each row's mean log-probability of its sampled positions, with grad."""
+        if self._mean_logp is None:
+            slot, filled = self.sample()
+            logits = self.logits.float()
+            logp = logits.gather(-1, slot.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B, L)
+            where = filled.float()
+            self._mean_logp = (logp * where).sum(-1) / where.sum(-1).clamp(min=1)
+        return self._mean_logp
+
+
+_POOL = None
+
+
+def _pool():
+    """Threads that compute sequence rewards while the step's critic pass runs."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="trident-reward")
+    return _POOL
 
 
 @register_component("risk")
@@ -299,9 +338,13 @@ class MinimumRisk(SequenceComponent):
     """Minimum-risk training with any reward of ``rewards/`` (risk = 1 − reward).
 
     ``reward``: a registered reward or ``package.module:function``; ``rows``: rows per step
-    that are sampled and scored (0 = all; an execution reward costs a sandbox run per row);
-    ``reference``: what ``target`` means to the reward — ``gold``, ``teacher`` (the row's
-    sequence-level KD output, gold where it has none) or ``both`` (the mean of the two rewards).
+    that are scored (0 = all; an execution reward costs a sandbox run per row, a model-based
+    one an encoding); ``reference``: what ``target`` means to the reward — ``gold``,
+    ``teacher`` (the row's sequence-level KD output, gold where it has none) or ``both`` (the
+    mean of the two rewards).
+
+    Surrogate: ``−Σ_b (R_b − b_b) · mean_i log p(ŷ_bi) / n`` over the scored rows with a reward
+    (None, e.g. a sandbox failure, leaves a row out), ``b_b`` the mean reward of the other rows.
     """
 
     default_reward: ClassVar[str] = ""
@@ -321,30 +364,32 @@ class MinimumRisk(SequenceComponent):
     def describe(self) -> str:
         return self.name if self.reward_ref == self.default_reward else f"{self.name}({self.reward_ref})"
 
-    def sequence(self, batch: SequenceBatch) -> tuple[torch.Tensor, float]:
+    def start(self, batch: SequenceBatch) -> tuple[list[int], Any]:
+        """Pick the rows, decode their samples and start their rewards in a worker thread."""
         B = batch.logits.shape[0]
-        rows = torch.arange(B) if not self.rows or self.rows >= B else \
-            torch.randperm(B, generator=batch.generator)[:self.rows].sort().values
-        slot, filled = batch.sample()
-        texts = [batch.decode(slot[b].tolist()) for b in rows.tolist()]
-        tasks = [batch.tasks[b] for b in rows.tolist()]
-        rewards = self._rewards(texts, tasks, [batch.gold[b] for b in rows.tolist()],
-                                [batch.teacher_text[b] for b in rows.tolist()])
+        rows = list(range(B)) if not self.rows or self.rows >= B else \
+            sorted(torch.randperm(B, generator=batch.generator)[:self.rows].tolist())
+        texts = [batch.text(b) for b in rows]
+        args = (texts, [batch.tasks[b] for b in rows], [batch.gold[b] for b in rows], [batch.teacher_text[b] for b in rows])
+        return rows, _pool().submit(self._rewards, *args)
+
+    def finish(self, batch: SequenceBatch, started: tuple[list[int], Any]) -> tuple[torch.Tensor, float]:
+        rows, future = started
+        rewards = future.result()
         device = batch.logits.device
-        r = torch.tensor([math.nan if v is None else v for v in rewards], device=device)  # (B',)
+        r = torch.tensor([math.nan if v is None else float(v) for v in rewards], device=device)  # (B',)
         ok = ~torch.isnan(r)
-        logits = batch.logits[rows.to(device)].float()  # (B', L, V)
-        logp = logits.gather(-1, slot[rows.to(device)].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # (B', L)
-        where = filled[rows.to(device)].float()
-        mean_logp = (logp * where).sum(-1) / where.sum(-1).clamp(min=1)  # (B',)
         n = ok.sum()
         r0 = torch.where(ok, r, 0.0)
-        # Leave-one-out baseline: each row against the mean reward of the others.
-        baseline = (r0.sum() - r0) / (n - 1).clamp(min=1)
+        baseline = (r0.sum() - r0) / (n - 1).clamp(min=1)  # leave-one-out: the mean of the others
         advantage = torch.where(ok, r0 - baseline, 0.0).detach()
+        mean_logp = batch.mean_log_prob()[torch.tensor(rows, device=device)]
         surrogate = -(advantage * mean_logp).sum() / n.clamp(min=1)
         risk = float(1.0 - r0.sum() / n) if int(n) else float("nan")
         return surrogate, risk
+
+    def sequence(self, batch: SequenceBatch) -> tuple[torch.Tensor, float]:
+        return self.finish(batch, self.start(batch))
 
     def _rewards(self, texts: list[str], tasks: list[Task], gold: list[str], teacher: list[str | None]) -> list[float | None]:
         if self.reference == "gold":
@@ -563,15 +608,24 @@ class Components(nn.Module):
 
     # .................................................................. sequence and hidden terms
 
+    def start_sequence(self, batch: SequenceBatch) -> Callable[[], tuple[torch.Tensor | None, dict[str, float]]]:
+        """Start every sequence component's rewards (in worker threads); the returned function
+        waits for them and gives the weighted surrogate terms and the raw risks."""
+        started = [(c, c.start(batch)) for c in self.of_kind("sequence")]  # type: ignore[attr-defined]
+
+        def finish() -> tuple[torch.Tensor | None, dict[str, float]]:
+            total, metrics = None, {}
+            for c, job in started:
+                surrogate, risk = c.finish(batch, job)  # type: ignore[attr-defined]
+                metrics[f"loss/{c.name}"] = risk
+                term = self.weight(c) * surrogate
+                total = term if total is None else total + term
+            return total, metrics
+
+        return finish
+
     def sequence_terms(self, batch: SequenceBatch) -> tuple[torch.Tensor | None, dict[str, float]]:
-        total, metrics = None, {}
-        for c in self.of_kind("sequence"):
-            w = self.weight(c)
-            surrogate, risk = c.sequence(batch)  # type: ignore[attr-defined]
-            metrics[f"loss/{c.name}"] = risk
-            term = w * surrogate
-            total = term if total is None else total + term
-        return total, metrics
+        return self.start_sequence(batch)()
 
     def hidden_terms(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
                      where: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:

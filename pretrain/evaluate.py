@@ -150,19 +150,22 @@ def text_scores(tasks: Sequence[Task], texts: Sequence[str]) -> dict[str, float]
             "distinct": len(set(texts)) / n}
 
 
-def pass_rates(tasks: Sequence[Task], systems: dict[str, list[str]], cfg: EvalConfig) -> dict[str, float]:
-    """Share of each system's candidates that pass in the sandbox (one pool for all)."""
+def execution_rates(tasks: Sequence[Task], systems: dict[str, list[str]], cfg: EvalConfig) -> dict[str, dict[str, float]]:
+    """Per system, the share of its candidates that pass in the sandbox (``pass``) and that are
+    PANS (pass, assert, non-trivial, parse: ``rewards.execution.pans``), one pool for all;
+    ``infra`` verdicts (the sandbox failed, not the candidate) are left out of both."""
+    from rewards.execution import pans_parts
     from sandbox.pool import Pool
 
     items = [(task, [texts[i] for texts in systems.values()]) for i, task in enumerate(tasks)]
     with Pool(workers=cfg.workers, limits=cfg.sandbox) as pool:
         verdicts = pool.score(items, mutants=False)
-    names = list(systems)
     out = {}
-    for j, name in enumerate(names):
-        ok = sum(1 for row in verdicts if row[j].status == "passed")
+    for j, (name, texts) in enumerate(systems.items()):
+        ok = [i for i, row in enumerate(verdicts) if row[j].status == "passed"]
         infra = sum(1 for row in verdicts if row[j].status == "infra")
-        out[name] = ok / max(1, len(tasks) - infra)
+        n = max(1, len(tasks) - infra)
+        out[name] = {"pass": len(ok) / n, "pans": sum(all(pans_parts(texts[i]).values()) for i in ok) / n}
     return out
 
 
@@ -219,8 +222,8 @@ def evaluate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], train:
     }
     report: dict[str, Any] = {name: text_scores(tasks, texts) for name, texts in systems.items()}
     if cfg.execute:
-        for name, rate in pass_rates(tasks, systems, cfg).items():
-            report[name]["pass"] = rate
+        for name, rates in execution_rates(tasks, systems, cfg).items():
+            report[name].update(rates)
     report["critic"] = critic_auroc(model, encoder, tasks, cfg)
     report["tasks"] = len(tasks)
     report["samples"] = {name: texts[:20] for name, texts in systems.items()}
@@ -235,7 +238,7 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    metrics = ("ast_valid", "exact_match", "pass", "token_f1", "distinct")
+    metrics = ("ast_valid", "exact_match", "pass", "pans", "token_f1", "distinct")
     lines = [f"{str(report['tasks']) + ' tasks':<16}" + " ".join(f"{m:>11}" for m in metrics)]
     for name in SYSTEMS:
         if name not in report:  # a report written before the system existed

@@ -277,14 +277,13 @@ class Step:
             term, m = comps.hidden_terms(out.layers, teacher.layers, batch.weights[:, slot] > 0)  # type: ignore[union-attr]
             total = total + term
             metrics.update(m)
+        finish_sequence = None
         if tasks is not None and comps.of_kind("sequence"):
             if self.encoder is None:
                 raise TrainError("sequence loss components need the step's encoder to decode samples")
             seq = SequenceBatch(out.logits, corr.input_ids[:, slot], corr.kind[:, slot], tasks, [t.target for t in tasks],
                                 teacher_texts or [None] * len(tasks), self.encoder.decode, self.forbidden, generator)
-            term, m = comps.sequence_terms(seq)
-            total = total + term
-            metrics.update(m)
+            finish_sequence = comps.start_sequence(seq)  # rewards run while the critic pass does
         alpha = self.cfg.critic.weight
         if alpha > 0:
             critic_in, labels = self.critic_input(batch, corr, out.logits.detach(), generator)
@@ -294,6 +293,10 @@ class Step:
             c_loss, c_metrics = critic_loss(crit.float(), labels, weights > 0, weights)
             total = total + alpha * c_loss
             metrics.update(c_metrics)
+        if finish_sequence is not None:
+            term, m = finish_sequence()
+            total = total + term
+            metrics.update(m)
         metrics["loss/total"] = float(total.detach())
         return total, metrics
 
