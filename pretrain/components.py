@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .corruption import KIND_IDENTITY
-from .distill import SHAPES, WeightSchedule, focal_from_log_probs, jsd, kl
+from .distill import SHAPES, WeightSchedule, focal_from_log_probs, jsd_from_log_probs, kl_from_log_probs
 from .losses import LossConfigError, LossState, _typed, cross_entropy
 from .sampler import sample_tokens
 
@@ -239,11 +239,11 @@ class _Teacher(TokenComponent):
             raise ValueError(f"temperature={temperature} must be > 0")
         self.temperature = temperature
 
-    @staticmethod
-    def teacher(state: LossState) -> torch.Tensor:
+    def log_probs(self, state: LossState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student and teacher log-probabilities at this temperature (shared through the state)."""
         if state.teacher_logits is None:
             raise LossConfigError("a teacher component ran without teacher logits; set loss.teacher")
-        return state.teacher_logits
+        return state.tempered(self.temperature)
 
 
 @register_component("kl")
@@ -251,7 +251,7 @@ class KL(_Teacher):
     """``KL(teacher ‖ student)`` at a temperature, times T² (Hinton et al.)."""
 
     def token(self, state: LossState) -> torch.Tensor:
-        return kl(state.logits, self.teacher(state), self.temperature)
+        return kl_from_log_probs(*self.log_probs(state)) * self.temperature**2
 
 
 @register_component("jsd")
@@ -265,7 +265,7 @@ class JSD(_Teacher):
         self.beta = beta
 
     def token(self, state: LossState) -> torch.Tensor:
-        return jsd(state.logits, self.teacher(state), self.beta, self.temperature) * self.temperature**2
+        return jsd_from_log_probs(*self.log_probs(state), self.beta) * self.temperature**2
 
 
 # ..................................................................... sequence components

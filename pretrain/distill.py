@@ -66,7 +66,12 @@ def kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: 
     gradient scale does not shrink with it (Hinton et al.): (B, T)."""
     s = F.log_softmax(student_logits.float() / temperature, -1)
     t = F.log_softmax(teacher_logits.float() / temperature, -1)
-    return (t.exp() * (t - s)).sum(-1) * temperature**2
+    return kl_from_log_probs(s, t) * temperature**2
+
+
+def kl_from_log_probs(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``KL(t ‖ s)`` per position from log-probabilities (B, T, V) -> (B, T)."""
+    return (t.exp() * (t - s)).sum(-1)
 
 
 def jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float = 0.5,
@@ -78,9 +83,14 @@ def jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float 
         raise ValueError(f"jsd beta={beta} must lie in [0, 1]")
     s = F.log_softmax(student_logits.float() / temperature, -1)
     t = F.log_softmax(teacher_logits.float() / temperature, -1)
+    return jsd_from_log_probs(s, t, beta)
+
+
+def jsd_from_log_probs(s: torch.Tensor, t: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
+    """:func:`jsd` from the student's and teacher's log-probabilities (B, T, V) -> (B, T)."""
     if beta == 0:
-        return (t.exp() * (t - s)).sum(-1)
+        return kl_from_log_probs(s, t)
     if beta == 1:
-        return (s.exp() * (s - t)).sum(-1)
+        return kl_from_log_probs(t, s)
     m = torch.logsumexp(torch.stack([s + math.log1p(-beta), t + math.log(beta)]), dim=0)
-    return beta * (t.exp() * (t - m)).sum(-1) + (1 - beta) * (s.exp() * (s - m)).sum(-1)
+    return beta * kl_from_log_probs(m, t) + (1 - beta) * kl_from_log_probs(m, s)

@@ -29,9 +29,10 @@ A modifier's parameters are the fields of its dataclass (typed, documented, chec
 ``__post_init__``); any running state (the [MASK] bias) goes through ``state_dict`` /
 ``load_state_dict`` into checkpoints.
 
-Room for the next components: the per-token loss is a pluggable :data:`TokenLoss`
-(``TOKEN_LOSSES``: ``ce`` now, ``focal`` later), and sequence- or teacher-level terms
-(``kl``, ``jsd``, ``semantic``…) enter as named extra terms, each logged as ``loss/<name>``.
+The per-token loss is a pluggable :data:`TokenLoss`: ``cross_entropy`` by default; the trainer
+hands in the weighted sum of the configured token components (pretrain/components.py: ``ce``,
+``focal``, ``kl``, ``jsd``), each kept in ``state.parts`` and logged as ``loss/<name>``; teacher
+logits arrive as ``teacher_logits``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class LossState:
     _frozen_version = None  # logits._version when frozen, to catch in-place changes
     _log_probs = None  # (B, T, V) cache, valid for _cache_key
     _probs = None  # (B, T, V) cache, valid for _cache_key
+    _tempered = None  # {temperature: (student, teacher) log-probs}, valid for _cache_key
     _cache_key = None
 
     def __post_init__(self) -> None:
@@ -181,7 +183,21 @@ class LossState:
             key = (self.logits, self.logits._version)
             object.__setattr__(self, "_log_probs", None)
             object.__setattr__(self, "_probs", None)
+            object.__setattr__(self, "_tempered", None)
             object.__setattr__(self, "_cache_key", key)
+
+    def tempered(self, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(student, teacher) fp32 log-softmax of the current and the teacher's logits at
+        ``temperature``, each (B, T, V), computed once per temperature (kl and jsd share them;
+        at 1 the student's is ``log_probs``). Needs ``teacher_logits``."""
+        self._refresh_cache()
+        cache = self._tempered if self._tempered is not None else {}
+        if temperature not in cache:
+            student = self.log_probs if temperature == 1.0 else torch.log_softmax(self.logits.float() / temperature, -1)
+            teacher = torch.log_softmax(self.teacher_logits.float() / temperature, -1)  # type: ignore[union-attr]
+            cache[temperature] = (student, teacher)
+            object.__setattr__(self, "_tempered", cache)
+        return cache[temperature]
 
     @property
     def in_loss(self) -> torch.Tensor:

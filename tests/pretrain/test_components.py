@@ -308,3 +308,18 @@ def test_cli_names_an_unknown_component_and_a_missing_teacher(small_tasks_file, 
     assert nt.returncode == 2 and "loss.teacher" in nt.stderr
     missing = _cli("seqkd", "--tasks", str(small_tasks_file), "--out", str(tmp_path / "z.jsonl"))
     assert missing.returncode == 1 and "--teacher" in missing.stderr
+
+
+@pytest.mark.parametrize("preset", ["student-ce", "student-kl", "student-trident", "student-trident-layer"])
+def test_the_distillation_presets_load(preset):
+    from pathlib import Path
+
+    from trident.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "distill" / f"{preset}.yaml"
+    cfg = load_config(SFTConfig, path)
+    comps = Components.from_config(cfg.loss.components)
+    assert comps.needs_teacher == (cfg.loss.teacher is not None)
+    if preset == "student-trident":  # the Trident preset: focal 0.5→0.3, jsd 0.3→0.4, semantic 0.2→0.3
+        got = {c.name: (c.schedule.start, c.schedule.end) for c in comps.items}
+        assert got == {"focal": (0.5, 0.3), "jsd": (0.3, 0.4), "semantic": (0.2, 0.3)}
