@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 
     from .model import DiffusionLM
 
-__all__ = ["LossConfig", "Component", "TokenComponent", "SequenceComponent", "LayerDistillation", "Components",
-           "register_component", "known_components", "build_component", "SequenceBatch"]
+__all__ = ["LossConfig", "Component", "TokenComponent", "SequenceComponent", "MinimumRisk", "LayerDistillation",
+           "Components", "register_component", "known_components", "build_component", "SequenceBatch",
+           "check_teacher_dir", "load_teacher"]
 
 
 @dataclass
@@ -65,8 +66,8 @@ class LossConfig:
     teacher: Path | None = field(default=None, metadata={"help": "teacher DiffusionLM directory (a `trident sft` final/) with the student's tokenizer; needed by kl, jsd and layer"})
 
     def __post_init__(self) -> None:
-        Components.parse(self.components)  # an unknown name or parameter fails here, before any work
-        needs = [e.name for e in Components.parse(self.components) if e.needs_teacher]
+        entries = Components.parse(self.components)  # an unknown name or parameter fails here, before any work
+        needs = [e.name for e in entries if e.needs_teacher]
         if needs and self.teacher is None:
             raise LossConfigError(f"loss component(s) {', '.join(map(repr, needs))} distil from a teacher, but "
                                   f"loss.teacher is not set; give loss.teacher=<a DiffusionLM directory, e.g. a "
@@ -77,8 +78,10 @@ class LossConfig:
 
 
 class Component(nn.Module):
-    """One term of the loss. Subclasses are dataclass-like: their parameters are the keyword
-    arguments of ``__init__`` (typed by the class's annotations, checked on build)."""
+    """One term of the loss. A component's parameters are the keyword-only arguments of its
+    ``__init__`` (checked against their annotations when built from config); ``schedule`` is
+    set by :func:`build_component`. An ``nn.Module``, so that learned parts (the layer
+    projections) train and checkpoint with the student."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[Literal["token", "sequence", "hidden"]] = "token"
@@ -159,9 +162,9 @@ def build_component(name: str, weight: Any = 1.0, **params: Any) -> Component:
     for key in params:
         if key not in valid:
             close = difflib.get_close_matches(str(key), list(valid), n=1)
-            raise LossConfigError(f"loss component {name!r} has no parameter {key!r}; its parameters: weight, "
-                                  f"{', '.join(valid) or 'none'}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    typed = _typed(_Annotations.of(cls), params, name, what="loss component")
+            raise LossConfigError(f"loss component {name!r} has no parameter {key!r}; its parameters: "
+                                  f"{', '.join(['weight', *valid])}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    typed = _typed(_annotations(cls), params, name, what="loss component")
     try:
         comp = cls(**typed)
     except (TypeError, ValueError) as err:
@@ -170,16 +173,13 @@ def build_component(name: str, weight: Any = 1.0, **params: Any) -> Component:
     return comp
 
 
-class _Annotations:
-    """The parameter annotations of a component's ``__init__``, in the shape ``_typed`` reads."""
+def _annotations(cls: type[Component]) -> type:
+    """A class holding the annotations of ``cls.__init__``: the shape ``_typed`` reads."""
+    import typing
 
-    @staticmethod
-    def of(cls: type[Component]) -> type:
-        import typing
-
-        hints = typing.get_type_hints(cls.__init__)
-        hints.pop("return", None)
-        return type(f"{cls.__name__}Params", (), {"__annotations__": hints})
+    hints = typing.get_type_hints(cls.__init__)
+    hints.pop("return", None)
+    return type(f"{cls.__name__}Params", (), {"__annotations__": hints})
 
 
 def _schedule(name: str, weight: Any) -> WeightSchedule:

@@ -323,3 +323,27 @@ def test_the_distillation_presets_load(preset):
     if preset == "student-trident":  # the Trident preset: focal 0.5→0.3, jsd 0.3→0.4, semantic 0.2→0.3
         got = {c.name: (c.schedule.start, c.schedule.end) for c in comps.items}
         assert got == {"focal": (0.5, 0.3), "jsd": (0.3, 0.4), "semantic": (0.2, 0.3)}
+
+
+@pytest.mark.parametrize("beta, temperature", [(0.5, 1.0), (0.2, 2.0)])
+def test_the_jsd_component_is_trls_generalised_jsd_times_t_squared(tiny_model, beta, temperature):
+    """The component the trainer runs (through the loss state's shared tempered softmaxes), not
+    only pretrain.distill.jsd, matches TRL's GKD loss."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.gkd import GKDTrainer
+
+    from pretrain.losses import LossState
+
+    student, teacher, targets, kind = _state_inputs(V=len(tiny_model.tokenizer), seed=3)
+    state = LossState(student, targets, targets, kind, torch.ones(kind.shape), torch.full((3,), 0.5),
+                      tiny_model.special, teacher_logits=teacher)
+    comps = Components([build_component("jsd", beta=beta, temperature=temperature),
+                        build_component("kl", temperature=temperature)])
+    comps.token_loss(state)
+    theirs = GKDTrainer.generalized_jsd_loss(student.detach(), teacher, beta=beta, temperature=temperature,
+                                             reduction="none").sum(-1)
+    assert torch.allclose(state.parts["jsd"].detach(), theirs * temperature**2, atol=1e-4)
+    # kl at the same temperature reads the same cached softmaxes and is still KL(teacher ‖ student) · T²
+    from pretrain.distill import kl
+
+    assert torch.allclose(state.parts["kl"].detach(), kl(student.detach(), teacher, temperature), atol=1e-4)
