@@ -8,8 +8,10 @@ Each final model and the teacher then generate from an all-[MASK] slot on the va
 the default evaluation sampler, scored for exact match, token F1, AST-valid, pass and PANS in the
 sandbox. Speed: generation tasks/s of a student and of the teacher, timed alternately.
 
-A run folder per student and seed (``runs/distill/<config>-s<seed>``); finished trainings and
-evaluations are kept and skipped on a re-run, so a stopped experiment goes on where it was.
+A run folder per student and seed (``runs/distill/<config>-s<seed>``); finished trainings,
+evaluations and the speed timing are kept and skipped on a re-run, so a stopped experiment goes
+on where it was (and a finished one only prints its table again). ``valid_masked_acc`` is the
+teacher-forced accuracy at masked slot positions of the run's last validation.
 
     python bench/distill_experiment.py                      # seeds 0 and 1, 400 steps, full valid split
     python bench/distill_experiment.py --seeds 0 --steps 50 --max-tasks 64   # a quick look
@@ -123,8 +125,17 @@ def main() -> None:
             report = evaluated(f"{name} seed {seed}", run / "final")
             report["train_minutes"] = summary.get("minutes")
             results[f"{name}-s{seed}"] = report
-    speeds = speed(args.out / f"{args.configs[0]}-s{args.seeds[0]}" / "final", args.teacher,
-                   valid[:args.speed_tasks], reps=3)
+    for name, report in results.items():
+        run = args.teacher.parent if name == "teacher" else args.out / name
+        report["valid_masked_acc"] = last_validation(run / "metrics.jsonl").get("valid/masked_acc")
+    cached = args.out / "speed.json"
+    if cached.is_file():
+        speeds = json.loads(cached.read_text())
+    else:
+        print(f"timing generation of a student and the teacher on {args.speed_tasks} valid tasks", flush=True)
+        speeds = speed(args.out / f"{args.configs[0]}-s{args.seeds[0]}" / "final", args.teacher,
+                       valid[:args.speed_tasks], reps=3)
+        cached.write_text(json.dumps(speeds, indent=1) + "\n")
     (args.out / "results.json").write_text(json.dumps({"runs": results, "speed": speeds, "steps": args.steps,
                                                        "seeds": args.seeds}, indent=1) + "\n")
     table = format_table(results, args.configs, args.seeds, speeds)
@@ -132,18 +143,27 @@ def main() -> None:
     print(table)
 
 
+def last_validation(metrics: Path) -> dict:
+    """The run's last validation row (teacher-forced valid loss and accuracies), or {}."""
+    if not metrics.is_file():
+        return {}
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return next((r for r in reversed(rows) if "valid/masked_acc" in r), {})
+
+
 def format_table(results: dict, configs: list[str], seeds: list[int], speeds: dict) -> str:
     n = results["teacher"]["tasks"]
-    lines = [f"| model ({n} valid tasks) | " + " | ".join(METRICS) + " | train min | tasks/s |",
-             "|---" * (len(METRICS) + 3) + "|"]
+    cols = (*METRICS, "valid_masked_acc")
+    lines = [f"| model ({n} valid tasks) | " + " | ".join(cols) + " | train min | tasks/s |",
+             "|---" * (len(cols) + 3) + "|"]
     t = results["teacher"]
-    lines.append("| teacher (3.7M) | " + " | ".join(f"{100 * t[m]:.1f} %" for m in METRICS)
+    lines.append("| teacher (3.7M) | " + " | ".join(f"{100 * (t[m] or 0):.1f} %" for m in cols)
                  + f" | – | {speeds['teacher_tasks_per_s']:.1f} |")
     for name in configs:
         runs = [results[f"{name}-s{s}"] for s in seeds if f"{name}-s{s}" in results]
         cells = []
-        for m in METRICS:
-            vals = [100 * r[m] for r in runs]
+        for m in cols:
+            vals = [100 * (r[m] or 0) for r in runs]
             cells.append(f"{statistics.mean(vals):.1f} %" + (f" ({' / '.join(f'{v:.1f}' for v in vals)})" if len(vals) > 1 else ""))
         minutes = statistics.mean(r.get("train_minutes") or 0 for r in runs)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {minutes:.1f} | {speeds['student_tasks_per_s']:.1f} |")

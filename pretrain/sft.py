@@ -277,16 +277,21 @@ class Step:
             term, m = comps.hidden_terms(out.layers, teacher.layers, batch.weights[:, slot] > 0)  # type: ignore[union-attr]
             total = total + term
             metrics.update(m)
+        alpha = self.cfg.critic.weight
+        sequence = tasks is not None and bool(comps.of_kind("sequence"))
+        # One draw from the generator's slot distribution serves the critic's input and the
+        # sequence components' samples (the costliest part of either, on CPU).
+        sampled = sample_tokens(out.logits.detach(), self.forbidden, generator) if alpha > 0 or sequence else None
         finish_sequence = None
-        if tasks is not None and comps.of_kind("sequence"):
+        if sequence:
             if self.encoder is None:
                 raise TrainError("sequence loss components need the step's encoder to decode samples")
             seq = SequenceBatch(out.logits, corr.input_ids[:, slot], corr.kind[:, slot], tasks, [t.target for t in tasks],
-                                teacher_texts or [None] * len(tasks), self.encoder.decode, self.forbidden, generator)
+                                teacher_texts or [None] * len(tasks), self.encoder.decode, self.forbidden, generator,
+                                drawn=sampled)
             finish_sequence = comps.start_sequence(seq)  # rewards run while the critic pass does
-        alpha = self.cfg.critic.weight
         if alpha > 0:
-            critic_in, labels = self.critic_input(batch, corr, out.logits.detach(), generator)
+            critic_in, labels = self.critic_input(batch, corr, out.logits.detach(), generator, sampled)
             with self.autocast():
                 crit = self.model(critic_in, batch.attention_mask, last=L).critic  # (B, L)
             weights = batch.weights[:, slot]
@@ -301,17 +306,19 @@ class Step:
         return total, metrics
 
     def critic_input(self, batch: Batch, corr: Corrupted, slot_logits: torch.Tensor,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                     generator: torch.Generator, sampled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The critic's input (B, T) and its labels on the slot (B, L) (DESIGN.md, two-pass).
 
         Masked slot positions get the generator's own samples from ``slot_logits`` (B, L, V),
         except a random share per row (up to ``keep_masked``) that stays [MASK]. Label 1 = the
         position ends up right: a kept token when it is the clean one (identity yes, wrong no),
         a sampled one when it equals the target, a still-masked one when the sample drawn there
-        equals the target. So σ(z) means "ends up right" on every state.
+        equals the target. So σ(z) means "ends up right" on every state. ``sampled`` (B, L): a
+        draw from ``slot_logits`` already made (else one is drawn here).
         """
         L = slot_logits.shape[1]
-        sampled = sample_tokens(slot_logits, self.forbidden, generator)  # (B, L)
+        if sampled is None:
+            sampled = sample_tokens(slot_logits, self.forbidden, generator)  # (B, L)
         masked = corr.kind[:, -L:] == KIND_MASKED
         B = masked.shape[0]
         share = torch.rand(B, generator=generator).to(self.device) * self.cfg.critic.keep_masked  # (B,)

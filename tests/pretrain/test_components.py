@@ -96,12 +96,13 @@ def test_token_components_give_a_gradient_and_log_raw_value_and_weight(tiny_mode
 
 
 def _slot_logits(encoder, texts, V, L):
-    """Logits (B, L, V) that put nearly all mass on each text's slot tokens."""
+    """Logits (B, L, V) that favour each text's slot tokens, and that draw (B, L) of them: the
+    sample is given, so the test does not hang on chance, and p stays below 1 so the
+    log-probabilities still have a gradient."""
     logits = torch.zeros(len(texts), L, V)
-    for b, text in enumerate(texts):
-        ids, _ = encoder.slot(text)
-        logits[b, torch.arange(L), torch.tensor(ids)] = 12.0
-    return logits.requires_grad_(True)
+    drawn = torch.tensor([encoder.slot(text)[0] for text in texts])
+    logits.scatter_(-1, drawn.unsqueeze(-1), 8.0)
+    return logits.requires_grad_(True), drawn
 
 
 @pytest.mark.parametrize("name", ["semantic", "ast", "pans"])
@@ -113,11 +114,12 @@ def test_sequence_components_give_a_gradient_on_the_student_logits(small_tasks, 
     task = next(t for t in small_tasks if encoder.slot(t.target) is not None and t.split == "train")
     texts = [task.target, task.target, "assert (", "assert ) =="]
     L, V = 24, len(tiny_model.tokenizer)
-    logits = _slot_logits(encoder, texts, V, L)
+    logits, drawn = _slot_logits(encoder, texts, V, L)
     special = tiny_model.special
     batch = SequenceBatch(logits, torch.full((4, L), special.mask), torch.full((4, L), KIND_MASKED), [task] * 4,
                           [task.target] * 4, [None] * 4, encoder.decode,
-                          torch.tensor(sorted(set(special.never_generated()))), torch.Generator().manual_seed(0))
+                          torch.tensor(sorted(set(special.never_generated()))), torch.Generator().manual_seed(0),
+                          drawn=drawn)
     comp = build_component(name)
     surrogate, risk = comp.sequence(batch)
     surrogate.backward()
@@ -132,11 +134,11 @@ def test_minimum_risk_with_equal_rewards_has_no_gradient(tiny_model):
     """The baseline takes out what every sample shares: the same reward everywhere, nothing to learn."""
     encoder = Encoder(tiny_model.tokenizer, DataConfig(slot_len=24, max_prompt=48))
     L, V = 24, len(tiny_model.tokenizer)
-    logits = _slot_logits(encoder, ["assert x"] * 3, V, L)
+    logits, drawn = _slot_logits(encoder, ["assert x"] * 3, V, L)
     special = tiny_model.special
     batch = SequenceBatch(logits, torch.full((3, L), special.mask), torch.full((3, L), KIND_MASKED), [None] * 3,
                           ["assert y"] * 3, [None] * 3, encoder.decode, torch.tensor(special.never_generated()),
-                          torch.Generator().manual_seed(0))
+                          torch.Generator().manual_seed(0), drawn=drawn)
     surrogate, risk = build_component("ast").sequence(batch)
     surrogate.backward()
     assert risk == 0.0 and logits.grad.abs().sum() == 0
@@ -145,14 +147,14 @@ def test_minimum_risk_with_equal_rewards_has_no_gradient(tiny_model):
 def test_risk_takes_any_reward_and_a_teacher_reference(tiny_model):
     encoder = Encoder(tiny_model.tokenizer, DataConfig(slot_len=24, max_prompt=48))
     L, V = 24, len(tiny_model.tokenizer)
-    logits = _slot_logits(encoder, ["assert x == 1", "assert y"], V, L)
+    logits, drawn = _slot_logits(encoder, ["assert x == 1", "assert y"], V, L)
     special = tiny_model.special
     kind = torch.full((2, L), KIND_IDENTITY)  # the visible tokens are kept, the first two are sampled
     kind[:, :2] = KIND_MASKED
     visible = torch.tensor([encoder.slot(t)[0] for t in ("assert x == 1", "assert y")])
     batch = SequenceBatch(logits, visible, kind, [None] * 2, ["assert q", "assert q"],
                           ["assert x == 1", None], encoder.decode, torch.tensor(special.never_generated()),
-                          torch.Generator().manual_seed(0))
+                          torch.Generator().manual_seed(0), drawn=drawn)
     comp = build_component("risk", reward="exact_match", reference="teacher")
     assert isinstance(comp, MinimumRisk)
     surrogate, risk = comp.sequence(batch)

@@ -486,3 +486,20 @@ def test_slot_log_likelihood_sums_the_slot_tokens_and_eos_only(real_model, real_
         logp = torch.log_softmax(real_model(full, attn, last=SLOT_LEN).logits[:, -SLOT_LEN:].float(), -1)
     want = logp.gather(-1, slot[..., None]).squeeze(-1)[:, :5].sum(-1)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_sample_tokens_draws_from_the_softmax_and_never_a_forbidden_id():
+    from pretrain.sampler import sample_tokens
+
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0, 0.5, 3.0]).expand(40_000, 1, 6).contiguous()
+    forbidden = torch.tensor([3, 5])
+    drawn = sample_tokens(logits, forbidden, torch.Generator().manual_seed(0))
+    assert drawn.shape == (40_000, 1)
+    freq = torch.bincount(drawn.flatten(), minlength=6).float() / 40_000
+    want = torch.softmax(logits[0, 0].masked_fill(torch.isin(torch.arange(6), forbidden), float("-inf")), -1)
+    assert freq[3] == 0 and freq[5] == 0
+    assert torch.allclose(freq, want, atol=0.01)
+    # a row with one allowed id always draws it
+    one = torch.full((1, 2, 6), -30.0)
+    one[..., 2] = 0.0
+    assert (sample_tokens(one, torch.tensor([0, 1, 3, 4, 5]), torch.Generator().manual_seed(1)) == 2).all()
