@@ -7,8 +7,9 @@ semantic (all-MiniLM-L6-v2 on CPU), ast, pans (a sandbox run per scored row) and
 (learned projections), so the step adds a no-grad teacher pass, the student's hidden states,
 one sampled slot per row, the rewards, and the projections' backward.
 
-    python bench/bench_distill.py --teacher runs/default/sft/final          # the experiment's student
-    python bench/bench_distill.py --student-hidden 256 --student-layers 4   # a same-size random teacher
+    python bench/bench_distill.py                 # the default model size (3.7M), a same-size random teacher
+    python bench/bench_distill.py --student-hidden 128 --student-layers 2 --teacher runs/default/sft/final
+                                                  # the experiment's 0.9M student and its trained teacher
 
 Needs a task file (``--tasks``; ``trident mine --config configs/mine-quick.yaml`` makes a small one).
 """
@@ -39,11 +40,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=Path, default=Path("runs/default/mine/tasks.jsonl"), help="task file")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="teacher model directory (its tokenizer is used); default: a random teacher of the student's size")
-    parser.add_argument("--student-hidden", type=int, default=128, help="student hidden size")
-    parser.add_argument("--student-layers", type=int, default=2, help="student layers")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration (after one warm-up each)")
+    parser.add_argument("--student-hidden", type=int, default=256, help="student hidden size (default: the sft default)")
+    parser.add_argument("--student-layers", type=int, default=4, help="student layers (default: the sft default)")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration (after one warm-up each)")
     parser.add_argument("--batch", type=int, default=32, help="tasks per step")
-    parser.add_argument("--pans-rows", type=int, default=8, help="rows per step run in the sandbox for pans")
+    parser.add_argument("--pans-rows", type=int, default=4, help="rows per step run in the sandbox for pans")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
 
