@@ -32,7 +32,6 @@ Notation: B batch, L slot length, V vocabulary, H hidden size.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -66,8 +65,8 @@ class LossConfig:
     teacher: Path | None = field(default=None, metadata={"help": "teacher DiffusionLM directory (a `trident sft` final/) with the student's tokenizer; needed by kl, jsd and layer"})
 
     def __post_init__(self) -> None:
-        entries = Components.parse(self.components)  # an unknown name or parameter fails here, before any work
-        needs = [e.name for e in entries if e.needs_teacher]
+        built = Components.from_config(self.components)  # an unknown name or parameter fails here, before any work
+        needs = [c.name for c in built.items if c.needs_teacher]
         if needs and self.teacher is None:
             raise LossConfigError(f"loss component(s) {', '.join(map(repr, needs))} distil from a teacher, but "
                                   f"loss.teacher is not set; give loss.teacher=<a DiffusionLM directory, e.g. a "
@@ -130,25 +129,12 @@ def known_components() -> list[str]:
     return sorted(_COMPONENTS)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One parsed ``loss.components`` entry."""
-
-    name: str
-    schedule: WeightSchedule
-    params: dict[str, Any]
-
-    @property
-    def needs_teacher(self) -> bool:
-        return _COMPONENTS[self.name].needs_teacher
-
-
-def _params_of(cls: type[Component]) -> dict[str, Any]:
-    """``{parameter: default}`` of a component class (its ``__init__`` keywords)."""
+def _params_of(cls: type[Component]) -> list[str]:
+    """The parameters of a component class: its ``__init__`` keywords."""
     import inspect
 
     sig = inspect.signature(cls.__init__)
-    return {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY}
+    return [p.name for p in list(sig.parameters.values())[1:] if p.kind == p.KEYWORD_ONLY]
 
 
 def build_component(name: str, weight: Any = 1.0, **params: Any) -> Component:
@@ -161,7 +147,7 @@ def build_component(name: str, weight: Any = 1.0, **params: Any) -> Component:
     valid = _params_of(cls)
     for key in params:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
+            close = difflib.get_close_matches(str(key), valid, n=1)
             raise LossConfigError(f"loss component {name!r} has no parameter {key!r}; its parameters: "
                                   f"{', '.join(['weight', *valid])}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     typed = _typed(_annotations(cls), params, name, what="loss component")
@@ -539,12 +525,13 @@ class Components(nn.Module):
         self.items = nn.ModuleList(components)
         self.progress = 0.0
 
-    @staticmethod
-    def parse(entries: Any) -> list[Entry]:
+    @classmethod
+    def from_config(cls, entries: Any) -> Components:
+        """From ``loss.components``: names or ``{name, weight, param: value}`` mappings."""
         if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Sequence):
             raise LossConfigError(f"loss.components must be a list of names or {{name: ..., weight: ...}} entries, "
                                   f"got {entries!r}")
-        out = []
+        built = []
         for i, entry in enumerate(entries):
             if isinstance(entry, str):
                 entry = {"name": entry}
@@ -552,13 +539,8 @@ class Components(nn.Module):
                 raise LossConfigError(f"loss component #{i} is {entry!r}; write a name, or {{name: <component>, "
                                       f"weight: <w>, <param>: <value>}} with name one of: {', '.join(known_components())}")
             params = {str(k): v for k, v in entry.items() if k not in ("name", "weight")}
-            build_component(entry["name"], entry.get("weight", 1.0), **params)  # checks names, types, values
-            out.append(Entry(entry["name"], _schedule(entry["name"], entry.get("weight", 1.0)), params))
-        return out
-
-    @classmethod
-    def from_config(cls, entries: Any) -> Components:
-        return cls([build_component(e.name, dataclasses.asdict(e.schedule), **e.params) for e in cls.parse(entries)])
+            built.append(build_component(entry["name"], entry.get("weight", 1.0), **params))
+        return cls(built)
 
     # .................................................................. views
 
@@ -580,7 +562,7 @@ class Components(nn.Module):
         return len(c) == 1 and c[0].name == "ce" and c[0].schedule(0.0) == c[0].schedule(1.0) == 1.0
 
     def describe(self) -> str:
-        """``focal 0.5→0.3 + jsd 0.3→0.4 + semantic(semantic) 0.2→0.3``."""
+        """``focal 0.5→0.3 + jsd 0.3→0.4 + semantic 0.2→0.3``."""
         def w(c: Component) -> str:
             a, b = c.schedule.start, c.schedule.end
             return f"{a:g}" if a == b else f"{a:g}→{b:g}" + ("" if c.schedule.shape == "linear" else f" {c.schedule.shape}")
@@ -626,9 +608,6 @@ class Components(nn.Module):
             return total, metrics
 
         return finish
-
-    def sequence_terms(self, batch: SequenceBatch) -> tuple[torch.Tensor | None, dict[str, float]]:
-        return self.start_sequence(batch)()
 
     def hidden_terms(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
                      where: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:

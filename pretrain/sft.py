@@ -31,7 +31,7 @@ import torch
 from sandbox.tasks import SPLITS, Task, load_tasks
 
 from .components import Components, LossConfig, SequenceBatch, check_teacher_dir, load_teacher
-from .corruption import KIND_IDENTITY, KIND_MASKED, KIND_WRONG, Corrupted, corrupt
+from .corruption import KIND_IDENTITY, KIND_MASKED, Corrupted, corrupt
 from .data import Batch, DataConfig, Encoded, Encoder, collate
 from .losses import DiffusionLoss, critic_loss
 from .metrics import MetricLogger
@@ -382,7 +382,8 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if Components.from_config(cfg.loss.components).needs_teacher:
+        components = Components.from_config(cfg.loss.components)
+        if components.needs_teacher:
             check_teacher_dir(cfg.loss.teacher)  # before anything is written
         resume_dir = self._check_run_folder()
         done = self.out / "summary.json"
@@ -411,14 +412,12 @@ class Trainer:
         kd_texts, kd_rows = self._sequence_kd(encoder, row_tasks)
 
         loss = DiffusionLoss.from_config(cfg.modifiers)
-        components = Components.from_config(cfg.loss.components)
         teacher = None
         if components.needs_teacher:
             teacher = load_teacher(cfg.loss.teacher, model, self.device)
         elif cfg.loss.teacher is not None:
             print(f"sft: loss.teacher is set but no loss component distils from it (kl, jsd, layer); not loaded")
-        components.setup(model, teacher, cfg.seed)
-        components.to(self.device)
+        components.setup(model, teacher, cfg.seed)  # layer projections, on the student's device
         decay, no_decay = _param_groups(torch.nn.ModuleList([model, components]))
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
