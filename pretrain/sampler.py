@@ -100,6 +100,8 @@ class Trajectory:
     ``states[k]`` is x_k, the slot the model saw at step k (forced [PAD] already in place);
     ``committed[k]`` is U_k (forced [PAD] fill excluded); ``tokens[k]`` holds a_k where
     ``committed[k]`` (x_k elsewhere); ``logprobs[k]`` is Σ_{i∈U_k} log p(a_{k,i} | x_k).
+    ``critic[k]`` are the critic logits the model gave on x_k (zeros on steps where no row was
+    still deciding): RL's value ``V(x_k)`` at no extra forward.
     ``remasked[k]`` are the positions turned back into [MASK] after step k's commits, so
     x_{k+1} = normalize(remask(commit(x_k))). ``active[k]`` is False for rows that had nothing
     left to decide (their U_k is empty and their log-prob 0). With ``temperature == 0`` the tokens
@@ -118,13 +120,15 @@ class Trajectory:
     seed: int
     eos_when_parses: bool = False
     syntax_guard: bool = False
+    critic: torch.Tensor | None = None  # (K, B, L) float32
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> Trajectory:
         """The trajectory of a subset of rows (e.g. a PPO minibatch); settings are shared."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         return Trajectory(self.states[:, rows], self.committed[:, rows], self.tokens[:, rows], self.logprobs[:, rows],
                           self.remasked[:, rows], self.active[:, rows], self.temperature, self.top_p,
-                          self.mask_logit_bias, self.seed, self.eos_when_parses, self.syntax_guard)
+                          self.mask_logit_bias, self.seed, self.eos_when_parses, self.syntax_guard,
+                          None if self.critic is None else self.critic[:, rows])
 
 
 @dataclass
@@ -459,6 +463,7 @@ def diffusion_generate(
         rec_logprobs = torch.zeros((K, B), dtype=torch.float32, device=device)
         rec_remasked = torch.zeros((K, B, L), dtype=torch.bool, device=device)
         rec_active = torch.zeros((K, B), dtype=torch.bool, device=device)
+        rec_critic = torch.zeros((K, B, L), dtype=torch.float32, device=device)
 
     for k in range(K):
         masked = state == special.mask  # (B, L)
@@ -484,16 +489,27 @@ def diffusion_generate(
             block_masked = torch.where(advance, (masked & window).sum(-1), block_masked)
         eligible = masked & (torch.ones_like(window) if last else window)  # (B, L)
 
-        out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
-        logits = out.logits[:, -L:].float()  # (B, L, V)
+        # Only rows with something left to decide cost a forward; the others get zero logits,
+        # which commit and remask nothing (they have no eligible and, finished, no remask candidates).
+        alive = masked.any(-1)  # (B,)
+        rows = torch.cat([prompt, state], dim=1)
+        if bool(alive.all()):
+            out = model(rows, attention_mask, last=L)
+            logits, critic = out.logits[:, -L:].float(), out.critic[:, -L:].float()  # (B, L, V), (B, L)
+        else:
+            idx = alive.nonzero().flatten()
+            out = model(rows[idx], attention_mask[idx], last=L)
+            logits = out.logits.new_zeros((B, L, out.logits.shape[-1]), dtype=torch.float32)
+            logits[idx] = out.logits[:, -L:].float()
+            critic = out.critic.new_zeros((B, L), dtype=torch.float32)
+            critic[idx] = out.critic[:, -L:].float()
         gate, ban = _gates(model, state, cfg.eos_when_parses, cfg.syntax_guard)
         log_probs, ready = sampling_log_probs(logits, state, special, temperature=cfg.temperature, top_p=cfg.top_p,
                                               mask_logit_bias=bias, eos_gate=gate, token_ban=ban)  # (B, L, V), (B, L)
-        V = log_probs.shape[-1]
         if cfg.temperature == 0:
             candidate = log_probs.argmax(-1)  # (B, L)
         else:
-            candidate = torch.multinomial(log_probs.exp().view(-1, V), 1, generator=generator).view(B, L)
+            candidate = draw(log_probs.exp(), generator)  # (B, L)
         candidate_logp = log_probs.gather(-1, candidate[..., None]).squeeze(-1)  # (B, L)
         noise = torch.rand((B, L), generator=generator, device=device)
         score = _unmask_score(cfg.unmask, log_probs, candidate_logp, noise)  # (B, L) in [0, 1]
@@ -526,7 +542,7 @@ def diffusion_generate(
             budget = cfg.remask_budget * (1.0 - k / (K - 1))
             n_remask = torch.minimum(torch.floor(budget * held.sum(-1).float()).long(), candidates.sum(-1))
             if cfg.remask == "critic":
-                keep = torch.sigmoid(out.critic[:, -L:].float())  # (B, L) P(position ends up right)
+                keep = torch.sigmoid(critic)  # (B, L) P(position ends up right)
             else:
                 # The raw model probability of the visible token (no bias/temperature/masking):
                 # mass the model moves to [WRONG] or elsewhere is exactly the doubt we want.
@@ -544,6 +560,7 @@ def diffusion_generate(
             rec_logprobs[k] = torch.where(commit, candidate_logp, torch.zeros_like(candidate_logp)).sum(-1)
             rec_remasked[k] = remask
             rec_active[k] = n_eligible > 0
+            rec_critic[k] = critic
 
     trajectory = None
     if record:
@@ -551,9 +568,37 @@ def diffusion_generate(
             states=rec_states.cpu(), committed=rec_committed.cpu(), tokens=rec_tokens.cpu(),
             logprobs=rec_logprobs.cpu(), remasked=rec_remasked.cpu(), active=rec_active.cpu(),
             temperature=float(cfg.temperature), top_p=float(cfg.top_p), mask_logit_bias=bias, seed=int(cfg.seed),
-            eos_when_parses=cfg.eos_when_parses, syntax_guard=cfg.syntax_guard,
+            eos_when_parses=cfg.eos_when_parses, syntax_guard=cfg.syntax_guard, critic=rec_critic.cpu(),
         )
     return SampleResult(tokens=state, trajectory=trajectory)
+
+
+@dataclass
+class StepEval:
+    """The model's view of one recorded step for a set of rows (differentiable)."""
+
+    logp: torch.Tensor  # (B,) log π(a_k | x_k) = Σ_{i∈U_k} log p(a_{k,i} | x_k)
+    entropy: torch.Tensor  # (B,) Σ_{i∈U_k} H(p_i) of the sampling distribution at the committed positions
+    critic: torch.Tensor  # (B, L) critic logits on x_k
+
+
+def evaluate_step(model: nn.Module, prompt: torch.Tensor, attention_mask: torch.Tensor, state: torch.Tensor,
+                  tokens: torch.Tensor, commit: torch.Tensor, trajectory: Trajectory) -> StepEval:
+    """Re-run ``model`` on the recorded state x_k (``state`` (B, L) after ``prompt`` (B, T - L)) and
+    score the committed ``tokens`` (B, L) at ``commit`` (B, L) under :func:`sampling_log_probs` with
+    the trajectory's settings: the learner's policy log-prob, entropy and value in one forward."""
+    special: SpecialIds = model.special
+    L = state.shape[-1]
+    out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
+    gate, ban = _gates(model, state, trajectory.eos_when_parses, trajectory.syntax_guard)
+    log_probs, _ = sampling_log_probs(out.logits[:, -L:], state, special, temperature=trajectory.temperature,
+                                      top_p=trajectory.top_p, mask_logit_bias=trajectory.mask_logit_bias,
+                                      eos_gate=gate, token_ban=ban)  # (B, L, V)
+    token_logp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)  # (B, L); -inf off U_k is masked out
+    logp = torch.where(commit, token_logp, torch.zeros_like(token_logp)).sum(-1)
+    plogp = torch.where(torch.isfinite(log_probs), log_probs.exp() * log_probs, torch.zeros_like(log_probs))
+    entropy = torch.where(commit, -plogp.sum(-1), torch.zeros_like(token_logp)).sum(-1)
+    return StepEval(logp=logp, entropy=entropy, critic=out.critic[:, -L:])
 
 
 def recompute_logprobs(
@@ -567,12 +612,11 @@ def recompute_logprobs(
     """``log π(a_k | x_k)`` for the recorded steps, differentiably: (K, B), or (len(steps), B).
 
     Re-runs ``model`` on each recorded state x_k (with the prompt of ``input_ids``) and sums the
-    log-probs of the committed tokens under :func:`sampling_log_probs` with the recorded settings.
-    ``steps`` picks a subset (step subsampling); steps where no row committed anything cost no
-    forward and give 0. Matches the recorded values when the model, batch rows and numerics
-    (dtype, eval mode) are those of the rollout.
+    log-probs of the committed tokens under :func:`sampling_log_probs` with the recorded settings
+    (:func:`evaluate_step`). ``steps`` picks a subset (step subsampling); steps where no row
+    committed anything cost no forward and give 0. Matches the recorded values when the model,
+    batch rows and numerics (dtype, eval mode) are those of the rollout.
     """
-    special: SpecialIds = model.special
     L = trajectory.states.shape[-1]
     device = input_ids.device
     prompt = input_ids[:, :-L]  # (B, T - L)
@@ -583,15 +627,9 @@ def recompute_logprobs(
         if not commit.any():
             rows.append(torch.zeros(input_ids.shape[0], dtype=torch.float32, device=device))
             continue
-        state = trajectory.states[k].to(device)  # (B, L)
-        out = model(torch.cat([prompt, state], dim=1), attention_mask, last=L)
-        gate, ban = _gates(model, state, trajectory.eos_when_parses, trajectory.syntax_guard)
-        log_probs, _ = sampling_log_probs(out.logits[:, -L:], state, special, temperature=trajectory.temperature,
-                                          top_p=trajectory.top_p, mask_logit_bias=trajectory.mask_logit_bias,
-                                          eos_gate=gate, token_ban=ban)
-        tokens = trajectory.tokens[k].to(device)
-        token_logp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)  # (B, L); -inf off U_k is masked out
-        rows.append(torch.where(commit, token_logp, torch.zeros_like(token_logp)).sum(-1))
+        step = evaluate_step(model, prompt, attention_mask, trajectory.states[k].to(device),
+                             trajectory.tokens[k].to(device), commit, trajectory)
+        rows.append(step.logp)
     return torch.stack(rows)
 
 
@@ -647,9 +685,15 @@ def sample_tokens(logits: torch.Tensor, forbidden: torch.Tensor, generator: torc
     """
     x = logits.float().clone()
     x[..., forbidden] = float("-inf")
-    probs = torch.softmax(x, dim=-1)  # (B, L, V)
-    cdf = probs.cumsum(-1)  # (B, L, V)
-    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator).to(cdf.device) * cdf[..., -1:]  # (B, L, 1)
-    picked = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)  # (B, L, 1)
+    return draw(torch.softmax(x, dim=-1), generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``probs`` (..., V) (rows sum to 1 up to rounding), by the inverse CDF:
+    one uniform per row against the cumulative probabilities. A draw that lands on a
+    zero-probability id (a float rounding at the very end of the CDF) takes the most likely one."""
+    cdf = probs.cumsum(-1)  # (..., V)
+    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=generator.device).to(cdf.device) * cdf[..., -1:]
+    picked = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)  # (..., 1)
     zero = probs.gather(-1, picked) <= 0
     return torch.where(zero, probs.argmax(-1, keepdim=True), picked).squeeze(-1)
