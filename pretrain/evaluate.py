@@ -87,6 +87,20 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def start_rows(encoder: Encoder, tasks: Sequence[Task], starts: Sequence[str] | None = None) -> list[Encoded]:
+    """Each task's prompt with its slot all [MASK], or holding its start text (one per task) when
+    that fits the slot (else all [MASK])."""
+    rows = []
+    for k, task in enumerate(tasks):
+        row = encoder.encode_prompt_only(task)
+        if starts is not None:
+            fitted = encoder.slot(starts[k])
+            if fitted is not None:
+                row = Encoded(row.task_id, row.prompt, fitted[0], fitted[1])
+        rows.append(row)
+    return rows
+
+
 def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sampler: SamplerConfig, *,
              starts: Sequence[str] | None = None, batch_size: int = 64) -> list[str]:
     """Assertions for ``tasks``: from all-[MASK], or by editing ``starts`` (one per task)."""
@@ -94,14 +108,7 @@ def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sample
     out: list[str] = []
     for lo in range(0, len(tasks), batch_size):
         chunk = tasks[lo:lo + batch_size]
-        rows = []
-        for k, task in enumerate(chunk):
-            row = encoder.encode_prompt_only(task)
-            if starts is not None:
-                fitted = encoder.slot(starts[lo + k])
-                if fitted is not None:
-                    row = type(row)(row.task_id, row.prompt, fitted[0], fitted[1])
-            rows.append(row)
+        rows = start_rows(encoder, chunk, None if starts is None else starts[lo:lo + batch_size])
         batch = collate(rows, model.special, 0.0).to(model.device)
         ids = batch.input_ids
         if starts is not None:
@@ -112,8 +119,8 @@ def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sample
 
 
 @torch.no_grad()
-def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], retriever: Retriever,
-                cfg: EvalConfig) -> list[str]:
+def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], retriever: Retriever, *,
+                retrieve_k: int, adapt_cap: int, batch_size: int = 64) -> list[str]:
     """Each task's edit start: of its ``retrieve_k`` most similar training targets, each adapted to
     the prefix's names (:func:`pretrain.names.adaptations`), the slot the model finds most likely.
     Candidates longer than the slot are skipped; with none left, the nearest target is kept."""
@@ -121,16 +128,16 @@ def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], ret
     rows, owner, texts = [], [], []
     for i, task in enumerate(tasks):
         prompt = encoder.prompt(task)
-        for near in retriever.ranked(task, cfg.retrieve_k):
-            for text in adaptations(near.target, task, cfg.adapt_cap):
+        for near in retriever.ranked(task, retrieve_k):
+            for text in adaptations(near.target, task, adapt_cap):
                 fitted = encoder.slot(text)
                 if fitted is not None:
                     rows.append(Encoded(task.id, prompt, fitted[0], fitted[1]))
                     owner.append(i)
                     texts.append(text)
     scores: list[float] = []
-    for lo in range(0, len(rows), cfg.batch_size):
-        batch = collate(rows[lo:lo + cfg.batch_size], model.special, 0.0).to(model.device)
+    for lo in range(0, len(rows), batch_size):
+        batch = collate(rows[lo:lo + batch_size], model.special, 0.0).to(model.device)
         scores += slot_log_likelihood(model, batch.input_ids, batch.attention_mask).tolist()
     best: dict[int, tuple[float, str]] = {}
     for i, score, text in zip(owner, scores, texts):
@@ -212,7 +219,8 @@ def evaluate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], train:
     tasks = list(tasks)[:cfg.max_tasks] if cfg.max_tasks else list(tasks)
     retriever = Retriever(train)
     retrieved = [retriever.nearest(t).target for t in tasks]
-    starts = edit_starts(model, encoder, tasks, retriever, cfg)
+    starts = edit_starts(model, encoder, tasks, retriever, retrieve_k=cfg.retrieve_k, adapt_cap=cfg.adapt_cap,
+                         batch_size=cfg.batch_size)
     systems = {
         "retrieval": retrieved,
         "retrieval+names": [adaptations(text, task, 1)[0] for text, task in zip(retrieved, tasks)],

@@ -24,9 +24,14 @@ def _terms(task: Task) -> Counter:
 
 
 class Retriever:
-    """``Retriever(train_tasks).nearest(task) -> Task``: most similar training task by prefix."""
+    """``Retriever(train_tasks).nearest(task) -> Task``: most similar training task by prefix.
 
-    def __init__(self, train: Sequence[Task]) -> None:
+    ``other_modules``: never return a task of the query's own test module — what retrieval sees
+    for a valid or test task (splits are by test file), given to a training task (RL rollouts).
+    """
+
+    def __init__(self, train: Sequence[Task], *, other_modules: bool = False) -> None:
+        self.other_modules = other_modules
         if not train:
             raise ValueError("retrieval needs at least one training task; the task file has no 'train' split")
         self.train = list(train)
@@ -59,7 +64,8 @@ class Retriever:
         seen: set[str] = set()
         for i, _ in sorted(scores.items(), key=lambda item: (-round(item[1], 12), item[0])):
             cand = self.train[i]
-            if (exclude_self and cand.id == task.id) or cand.target in seen:
+            if ((exclude_self and cand.id == task.id) or cand.target in seen
+                    or (self.other_modules and cand.test_module == task.test_module)):
                 continue
             seen.add(cand.target)
             out.append(cand)
