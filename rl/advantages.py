@@ -111,7 +111,7 @@ def mc(rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor, g
 
 @register_advantage("group")
 def group(rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor, groups: torch.Tensor | None = None,
-          *, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
+          *, eps: float = 1e-6, scale: bool = True, **_: float) -> torch.Tensor:
     """Critic-free (GRPO-style): ``(R − mean_g R) / (std_g R + eps)`` over the samples of the same
     prompt (``scale=False``: no division), the same at every valid step; a group of one gets 0."""
     _check(rewards, None, mask, "advantage 'group'")

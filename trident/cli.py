@@ -88,6 +88,19 @@ def _run_rewards(cfg: Any) -> int:
     return check(cfg, load_composition=load_composition)
 
 
+def _rl_config() -> type:
+    from rl.config import RLConfig
+
+    return RLConfig
+
+
+def _run_rl(cfg: Any) -> int:
+    from rl.driver import run
+
+    run(cfg)
+    return 0
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -122,7 +135,9 @@ JOBS = (
     Job("seqkd", "sequence-level KD data: a teacher's best of N samples per task, for `trident sft sequence_kd.path=`",
         _seqkd_config, _run_seqkd,
         (("--teacher", "teacher", "teacher model directory"), ("--tasks", "tasks", "task file"), ("--out", "out", "output JSONL"))),
-    Job("rl", "stage 2: actor-critic RL from execution on Ray", None, None),
+    Job("rl", "stage 2: actor-critic RL from execution on Ray (RAY_ADDRESS when set, else a local Ray)", _rl_config,
+        _run_rl, (("--model", "model", "SFT model directory to start from"), ("--tasks", "tasks", "task file"),
+                  ("--out", "out", "run folder"))),
     Job("eval", "evaluate a model against baselines on a split", None, None),
     Job("pipeline", "run the staged pipeline mine -> tokenizer -> sft -> rl -> eval", None, None),
     Job("demo", "the embedded default: the whole pipeline on a networkx subset", None, None),

@@ -1,0 +1,310 @@
+"""`trident rl`: the RL loop on Ray — rollouts, sandbox rewards, learner; overlap, faults, resume.
+
+One iteration k: the rollout actors sample ``samples`` assertions for each of the iteration's
+tasks (a fixed share of tasks per actor, a seed per iteration and share, so a lost share is
+redone identically); the candidates go to the sandbox actors, one unit per task; verdicts become rewards (``rl.rewarding.compose``); the learner actor updates on the batch. With
+``overlap`` the driver produces iteration k+1 — with the weights the rollout actors hold, one
+version behind — while the learner trains on k, and syncs the new weights once it is done.
+
+Run folder ``out/``: ``config.yaml``, ``metrics.jsonl`` (+ TensorBoard events), ``samples.jsonl``
+(every candidate, its verdict and reward), ``checkpoints/iter_N/`` (learner state, driver state)
+with a ``latest`` pointer (both written atomically), ``final/`` (the policy, loadable like an SFT
+model) and ``summary.json``. A run whose folder holds checkpoints resumes from the latest: the
+next iteration, the same next batch of tasks and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pretrain.evaluate import auroc
+from pretrain.metrics import MetricLogger
+from pretrain.sft import Cursor
+from rewards.composition import Composition
+from sandbox.tasks import Task, load_tasks
+
+from .config import RLConfig
+from .learner import Learner, RLError
+from .rewarding import compose
+from .rollout import Rollouts
+
+__all__ = ["run", "Batch"]
+
+CHECKPOINTS, LATEST, FINAL = "checkpoints", "latest", "final"
+
+
+class Batch:
+    """One iteration's rollouts and rewards, with the timings and metrics of producing them."""
+
+    def __init__(self, iteration: int, rollouts: list[Rollouts], rewards: list[torch.Tensor],
+                 metrics: dict[str, float], records: list[dict[str, Any]]) -> None:
+        self.iteration, self.rollouts, self.rewards, self.metrics, self.records = iteration, rollouts, rewards, metrics, records
+
+
+def _plain(cfg: RLConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Run:
+    def __init__(self, cfg: RLConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+
+    # ------------------------------------------------------------------ setup
+
+    def _check(self) -> Path | None:
+        """The checkpoint to resume from, or None; refuses what cannot run, before any Ray starts."""
+        cfg = self.cfg
+        if not (Path(cfg.model) / "trident_model.json").is_file():
+            raise RLError(f"model '{cfg.model}' is not a Trident model directory (no trident_model.json); give the "
+                          f"final/ folder of a `trident sft` run as model=")
+        if not Path(cfg.tasks).is_file():
+            raise RLError(f"task file '{cfg.tasks}' does not exist; run `trident mine` first or give tasks=")
+        latest = self.out / CHECKPOINTS / LATEST
+        if not latest.is_file():
+            return None
+        ckpt = self.out / CHECKPOINTS / latest.read_text().strip()
+        if not cfg.resume:
+            raise RLError(f"'{self.out}' already holds an RL run (checkpoint {ckpt.name}); resume it (resume=true) or "
+                          f"give another out=: nothing there is overwritten")
+        if not (ckpt / "driver.json").is_file() or not (ckpt / "learner.pt").is_file():
+            raise RLError(f"checkpoint '{ckpt}' named by '{latest}' is incomplete; point '{latest}' at an older "
+                          f"iter_N folder or start in another out=")
+        saved = json.loads((ckpt / "driver.json").read_text())["config"]
+        mine = _plain(cfg)
+        for key in ("model", "tasks", "tasks_per_iteration", "max_tasks", "seed", "rollout", "rewards"):
+            if saved.get(key) != mine.get(key):
+                raise RLError(f"'{self.out}' holds a run with a different {key} ({saved.get(key)!r} vs "
+                              f"{mine.get(key)!r}); resume with the same {key}, or give another out=")
+        return ckpt
+
+    def _tasks(self) -> list[Task]:
+        train = [t for t in load_tasks(self.cfg.tasks) if t.split == "train"]
+        if not train:
+            raise RLError(f"task file '{self.cfg.tasks}' has no train split to learn from; mine more test files")
+        return train[:self.cfg.max_tasks] if self.cfg.max_tasks else train
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> dict[str, Any]:
+        import ray
+
+        from .cluster import RolloutPool, SandboxPool, connect
+
+        cfg = self.cfg
+        resume = self._check()
+        summary_path = self.out / "summary.json"
+        if (self.out / FINAL / "trident_model.json").is_file() and summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            if summary.get("iterations", 0) >= cfg.iterations:
+                print(f"rl: '{self.out}' is finished ({summary['iterations']} iterations); model: {self.out / FINAL} "
+                      f"(raise iterations to train on, or give another out=)")
+                return summary
+        composition = Composition.from_config(cfg.rewards)
+        train = self._tasks()
+        self.out.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        _write_atomic(self.out / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
+
+        r = cfg.ray
+        needed = 1 + r.rollout_workers + r.sandbox_workers
+        how = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, needed))
+        print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
+              f"{cfg.rollout.samples} samples on {how}")
+        learner_cls = ray.remote(Learner)
+        learner = learner_cls.options(num_cpus=1, num_gpus=cfg.learner.num_gpus, max_restarts=0).remote(
+            str(cfg.model), cfg.learner, seed=cfg.seed)
+        rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, train, r.retries, r.rollout_threads)
+        sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)
+        cursor = Cursor(len(train), cfg.seed)
+        start = 0
+        if resume is not None:
+            state = json.loads((resume / "driver.json").read_text())
+            ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", weights_only=False)))
+            cursor = Cursor(len(train), cfg.seed, **state["cursor"])
+            start = state["iteration"]
+            print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
+        info = ray.get(learner.info.remote())
+        version, bias = info["updates"], info["mask_logit_bias"]
+        rollouts.set_weights(learner.weights.remote(), version, bias)
+
+        self.log = MetricLogger(self.out)
+        self.samples = open(self.out / "samples.jsonl", "a", encoding="utf-8")
+        t_run = time.perf_counter()
+        deadline = None if cfg.max_minutes is None else t_run + cfg.max_minutes * 60
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.iterations, initial=start, desc="rl", unit="it", disable=not cfg.progress, dynamic_ncols=True)
+        history: list[dict[str, float]] = []
+        cursor_at = {start: cursor.state()}
+        batch = self._produce(start, train, cursor, rollouts, sandbox, composition, version)
+        cursor_at[start + 1] = cursor.state()
+        it = start
+        try:
+            while it < cfg.iterations:
+                t0 = time.perf_counter()
+                train_ref = learner.train.remote(batch.rollouts, batch.rewards)
+                last = it + 1 >= cfg.iterations or (deadline is not None and time.perf_counter() > deadline)
+                nxt = None
+                if cfg.overlap and not last:
+                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition, version)
+                    cursor_at[it + 2] = cursor.state()
+                metrics = ray.get(train_ref)
+                t_learned = time.perf_counter()
+                version += 1
+                rollouts.set_weights(learner.weights.remote(), version, bias)
+                if not cfg.overlap and not last:
+                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition, version)
+                    cursor_at[it + 2] = cursor.state()
+                wall = time.perf_counter() - t0
+                metrics.update(batch.metrics)
+                learn = metrics.get("time/learn_s", 0.0)
+                metrics["time/iteration_s"] = wall
+                metrics["time/wait_s"] = max(0.0, wall - learn)
+                metrics["time/wait_frac"] = metrics["time/wait_s"] / wall if wall > 0 else 0.0
+                metrics["time/sync_s"] = time.perf_counter() - t_learned if cfg.overlap else 0.0
+                metrics["perf/samples_per_s"] = sum(len(x) for x in batch.rollouts) / wall if wall > 0 else 0.0
+                metrics["rl/staleness"] = float(version - 1 - min(x.version for x in batch.rollouts))
+                metrics["ray/actors_replaced"] = float(rollouts.replaced + sandbox.replaced)
+                metrics["ray/units_redone"] = float(rollouts.redone + sandbox.redone)
+                self.log.log(it, metrics)
+                for rec in batch.records:
+                    self.samples.write(json.dumps({"iteration": it, **rec}) + "\n")
+                self.samples.flush()
+                history.append(metrics)
+                it += 1
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics.get(f'rewards/{composition.name}/mean', float('nan')):.3f}",
+                                pass_=f"{metrics.get('rl/pass_rate', float('nan')):.2f}")
+                if it % cfg.checkpoint_every == 0 or it >= cfg.iterations or nxt is None:
+                    self._checkpoint(learner, it, cursor_at[it], version)
+                if nxt is None:
+                    break
+                batch = nxt
+        finally:
+            bar.close()
+            self.log.close()
+            self.samples.close()
+        ray.get(learner.save_model.remote(str(self.out / ".final.tmp")))
+        final = self.out / FINAL
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(self.out / ".final.tmp", final)
+        summary = self._summary(it, history, time.perf_counter() - t_run, rollouts, sandbox)
+        _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
+        rollouts.shutdown()
+        sandbox.shutdown()
+        ray.kill(learner)
+        print(f"rl: {it} iterations in {summary['wall_s']:.0f} s; model: {final}")
+        return summary
+
+    def _produce(self, it: int, train: list[Task], cursor: Cursor, rollouts, sandbox, composition: Composition,
+                 version: int) -> Batch:
+        """Rollouts and rewards of iteration ``it`` (verdicts come back from the sandbox actors as they finish)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        picked = [train[i] for i in cursor.take(cfg.tasks_per_iteration)]
+        n = len(rollouts.actors)
+        shares = [picked[j::n] for j in range(n) if picked[j::n]]
+        offsets = [sum(len(s) for s in shares[:j]) for j in range(len(shares))]
+        chunks = [(s, it, cfg.seed * 1_000_003 + it * 101 + j, offsets[j]) for j, s in enumerate(shares)]
+        done = rollouts.rollouts(chunks)
+        t_roll = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        items = []
+        for j, ro in enumerate(done):
+            G = cfg.rollout.samples
+            for q, task in enumerate(shares[j]):
+                items.append((task, ro.texts[q * G:(q + 1) * G]))
+        verdicts = sandbox.score(items, mutants=composition.mutants)
+        rewards = []
+        k = 0
+        tasks_all, texts_all, verdicts_all = [], [], []
+        for j, ro in enumerate(done):
+            G = cfg.rollout.samples
+            per = [v for q in range(len(shares[j])) for v in verdicts[k + q]]
+            k += len(shares[j])
+            ts = [task for task in shares[j] for _ in range(G)]
+            tasks_all += ts
+            texts_all += ro.texts
+            verdicts_all += per
+        rew, metrics, records = compose(composition, tasks_all, texts_all, verdicts_all)
+        lo = 0
+        for ro in done:
+            rewards.append(rew[lo:lo + len(ro)])
+            lo += len(ro)
+        passed = [float(v.passed) for v in verdicts_all if v.status != "infra"]
+        final_v = torch.cat([ro.final_log_v for ro in done]).exp()
+        ok = [i for i, v in enumerate(verdicts_all) if v.status != "infra"]
+        if ok:
+            score = auroc([float(final_v[i]) for i in ok], [verdicts_all[i].passed for i in ok])
+            if not math.isnan(score):
+                metrics["critic/auroc_pass"] = score
+        metrics["time/rollout_s"] = t_roll
+        metrics["time/reward_s"] = time.perf_counter() - t1
+        metrics["time/produce_s"] = time.perf_counter() - t0
+        metrics["rl/samples"] = float(len(passed))
+        metrics["rl/ast_valid"] = sum(1 for t in texts_all if _parses(t)) / max(1, len(texts_all))
+        metrics["rl/distinct"] = len(set(texts_all)) / max(1, len(texts_all))
+        return Batch(it, done, rewards, metrics, records)
+
+    def _checkpoint(self, learner, iteration: int, cursor: dict[str, int], version: int) -> Path:
+        import ray
+
+        root = self.out / CHECKPOINTS
+        root.mkdir(parents=True, exist_ok=True)
+        name = f"iter_{iteration:06d}"
+        tmp = root / f".{name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        torch.save(ray.get(learner.state.remote()), tmp / "learner.pt")
+        (tmp / "driver.json").write_text(json.dumps({"iteration": iteration, "cursor": cursor, "version": version,
+                                                     "config": _plain(self.cfg)}, indent=1) + "\n")
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_atomic(root / LATEST, name + "\n")
+        kept = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("iter_"))
+        for old in kept[:-self.cfg.keep_checkpoints]:
+            shutil.rmtree(old)
+        return final
+
+    def _summary(self, iterations: int, history: list[dict[str, float]], wall: float, rollouts, sandbox) -> dict[str, Any]:
+        def mean(key: str) -> float | None:
+            xs = [h[key] for h in history if key in h and h[key] is not None and math.isfinite(h[key])]
+            return sum(xs) / len(xs) if xs else None
+
+        keys = ("time/rollout_s", "time/reward_s", "time/learn_s", "time/wait_s", "time/iteration_s",
+                "time/wait_frac", "perf/samples_per_s", "rl/pass_rate", "rl/kill_rate")
+        return {"iterations": iterations, "wall_s": wall, "this_session": len(history),
+                "means": {k: mean(k) for k in keys}, "actors_replaced": rollouts.replaced + sandbox.replaced,
+                "units_redone": rollouts.redone + sandbox.redone}
+
+
+def _parses(text: str) -> bool:
+    from pretrain.sampler import is_assertion
+
+    return is_assertion(text)
+
+
+def run(cfg: RLConfig) -> dict[str, Any]:
+    """Run (or resume) an RL run; returns its summary."""
+    return Run(cfg).run()

@@ -1,0 +1,254 @@
+"""The learner: PPO per denoising step for the policy, BCE toward the reward for the value head.
+
+A plain class (the driver wraps it in ``ray.remote`` with ``num_gpus`` from the config). One
+update over a batch of :class:`~rl.rollout.Rollouts` and their rewards:
+
+1. samples without a reward (an ``infra`` verdict, a gate that does not apply) are left out;
+2. advantages from the registered estimator (``gae``/``mc`` read the behaviour policy's recorded
+   critic values ``V(x_k) = exp(Σ log σ(z_i))``; ``group`` needs none), whitened over the batch;
+3. ``epochs`` passes over shuffled minibatches of samples; in each, up to ``step_subsample``
+   steps per sample are re-run (one forward per step on the rows that chose it, then backward,
+   so memory holds one step's graph): PPO clipped surrogate with the importance ratio against the
+   recorded log-probs, ``kl_coef`` · k3 KL to the frozen reference, ``entropy_coef`` bonus, and
+   ``value_coef`` · BCE of the new critic's ``V(x_k)`` toward R; gradient clipping; one step.
+
+Rewards must lie in [0, 1] (V is a probability): a composition with other bounds is refused with
+the fix (``clip: [0, 1]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import torch
+
+from pretrain.model import DiffusionLM
+from pretrain.sampler import evaluate_step
+
+from .advantages import get_advantage
+from .ppo import explained_variance, ppo_loss, subsample_steps, value_loss, value_readout
+from .rollout import Rollouts, slot_positions
+
+__all__ = ["LearnerConfig", "Learner", "RLError"]
+
+
+class RLError(ValueError):
+    """Bad RL input or configuration; the message names the fix."""
+
+
+@dataclass
+class LearnerConfig:
+    """How the learner updates policy and value head."""
+
+    lr: float = field(default=2e-5, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    epochs: int = field(default=2, metadata={"help": "PPO passes over each batch"})
+    minibatch: int = field(default=32, metadata={"help": "samples per optimizer step"})
+    clip: float = field(default=0.2, metadata={"help": "PPO clip range epsilon"})
+    kl_coef: float = field(default=0.05, metadata={"help": "weight of the k3 KL to the frozen SFT reference"})
+    entropy_coef: float = field(default=0.0, metadata={"help": "weight of the entropy bonus at committed positions"})
+    value_coef: float = field(default=0.5, metadata={"help": "weight of the value head's BCE toward the reward"})
+    advantage: str = field(default="gae", metadata={"help": "advantage estimator: gae | mc | group (critic-free) | a registered one"})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    whiten: bool = field(default=True, metadata={"help": "normalise advantages to mean 0, std 1 over the batch's valid steps"})
+    step_subsample: int = field(default=8, metadata={"help": "at most this many steps per sample per update (0 = every step)"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
+    num_gpus: float = field(default=0.0, metadata={"help": "GPUs for the learner actor (0 = CPU)"})
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast; on a GPU)"})
+    threads: int = field(default=1, metadata={"help": "torch threads of a CPU learner (Ray gives an actor one CPU)"})
+
+    def __post_init__(self) -> None:
+        from .advantages import AdvantageError, known_advantages
+
+        if self.lr <= 0:
+            raise RLError(f"learner.lr={self.lr} must be > 0")
+        if self.epochs < 1 or self.minibatch < 1:
+            raise RLError("learner.epochs and learner.minibatch must be >= 1")
+        if not 0 < self.clip < 1:
+            raise RLError(f"learner.clip={self.clip} must lie in (0, 1) (0.2 is usual)")
+        if min(self.kl_coef, self.entropy_coef, self.value_coef) < 0:
+            raise RLError("learner.kl_coef, entropy_coef and value_coef must be >= 0")
+        if not 0 <= self.lam <= 1:
+            raise RLError(f"learner.lam={self.lam} must lie in [0, 1]")
+        if self.precision not in ("fp32", "bf16"):
+            raise RLError(f"learner.precision={self.precision!r} must be fp32 or bf16")
+        if self.num_gpus < 0:
+            raise RLError(f"learner.num_gpus={self.num_gpus} must be >= 0 (0 = CPU)")
+        try:
+            get_advantage(self.advantage)
+        except AdvantageError as exc:
+            raise RLError(f"learner.advantage: {exc}; known: {', '.join(known_advantages())}") from None
+
+
+def _device(cfg: LearnerConfig) -> torch.device:
+    if cfg.num_gpus > 0:
+        if not torch.cuda.is_available():
+            raise RLError(f"learner.num_gpus={cfg.num_gpus} but torch sees no GPU here; set learner.num_gpus=0 to "
+                          "learn on CPU")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Learner:
+    """Policy (with its critic head) under training, the frozen reference and the optimizer."""
+
+    def __init__(self, model_dir: str, cfg: LearnerConfig, *, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.device = _device(cfg)
+        if self.device.type == "cpu" and cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.policy = DiffusionLM.load(model_dir, device=self.device)
+        self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.policy.eval()  # no dropout: the recomputed log-probs must be those that were sampled
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.updates = 0
+        self.pad = self.policy.special.pad
+
+    # ---------------------------------------------------------------- weights and state
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+
+    def info(self) -> dict[str, Any]:
+        return {"updates": self.updates, "mask_logit_bias": float(self.policy.mask_logit_bias),
+                "device": str(self.device)}
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resume needs besides the driver's own: weights, optimizer, RNG, updates."""
+        return {"model": self.weights(), "optimizer": self.opt.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "updates": self.updates}
+
+    def load_state(self, state: dict[str, Any]) -> int:
+        self.policy.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        self.updates = int(state["updates"])
+        return self.updates
+
+    def save_model(self, path: str) -> None:
+        self.policy.save(path)
+
+    def _autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ---------------------------------------------------------------- update
+
+    def advantages(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per chunk: (advantages (N, K), step mask (N, K)) over the samples that have a reward."""
+        fn = get_advantage(self.cfg.advantage)
+        out = []
+        for ro, r in zip(batch, rewards):
+            valid = ~torch.isnan(r)
+            mask = ro.step_mask & valid[:, None]
+            values = ro.values(self.pad).exp() if self.cfg.advantage != "group" else None
+            r0 = torch.nan_to_num(r, nan=0.0)
+            adv = fn(r0, values, mask, ro.group, lam=self.cfg.lam)
+            out.append((torch.where(mask, adv, 0.0), mask))
+        if self.cfg.whiten:
+            flat = torch.cat([a[m] for a, m in out])
+            if flat.numel() > 1:
+                mean, std = flat.mean(), flat.std()
+                out = [(torch.where(m, (a - mean) / (std + 1e-6), 0.0), m) for a, m in out]
+        return out
+
+    def train(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor]) -> dict[str, float]:
+        """One update on ``batch`` (chunks of rollouts) with ``rewards`` (one (N,) tensor per chunk,
+        NaN = no reward). Returns the metrics of the update (means over optimizer steps)."""
+        t0 = time.perf_counter()
+        for r in rewards:
+            finite = r[~torch.isnan(r)]
+            if finite.numel() and (float(finite.min()) < 0 or float(finite.max()) > 1):
+                raise RLError(f"rewards must lie in [0, 1] for the value V = P(success), got [{float(finite.min()):g}, "
+                              f"{float(finite.max()):g}]; add 'clip: [0, 1]' to the reward composition")
+        advs = self.advantages(batch, rewards)
+        sums: dict[str, float] = {}
+        n_opt = 0
+        for _ in range(self.cfg.epochs):
+            order = [(c, i) for c, (_, m) in enumerate(advs) for i in torch.nonzero(m.any(-1)).flatten().tolist()]
+            random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))).shuffle(order)
+            by_chunk: dict[int, list[int]] = {}
+            for c, i in order:
+                by_chunk.setdefault(c, []).append(i)
+            for c, rows in by_chunk.items():
+                for lo in range(0, len(rows), self.cfg.minibatch):
+                    idx = torch.tensor(sorted(rows[lo:lo + self.cfg.minibatch]))
+                    m = self._minibatch(batch[c], rewards[c], advs[c][0], advs[c][1], idx)
+                    for k, v in m.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_opt += 1
+        metrics = {k: v / max(1, n_opt) for k, v in sums.items()}
+        metrics.update(self._value_metrics(batch, rewards, advs))
+        self.updates += 1
+        metrics["rl/optimizer_steps"] = float(n_opt)
+        metrics["time/learn_s"] = time.perf_counter() - t0
+        return metrics
+
+    def _minibatch(self, ro: Rollouts, r: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                   idx: torch.Tensor) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        tr = ro.trajectory
+        chosen = subsample_steps(mask[idx], cfg.step_subsample, self.generator)  # (n, K)
+        total = int(chosen.sum())
+        if total == 0:
+            return {}
+        self.policy.train(False)
+        self.opt.zero_grad(set_to_none=True)
+        L = tr.states.shape[-1]
+        prompt_all = ro.input_ids[idx, :-L]
+        attn_all = ro.attention_mask[idx]
+        sums: dict[str, float] = {}
+        for k in torch.nonzero(chosen.any(0)).flatten().tolist():
+            sub = torch.nonzero(chosen[:, k]).flatten()  # positions within idx
+            rows = idx[sub]
+            share = len(sub) / total
+            prompt, attn = prompt_all[sub].to(dev), attn_all[sub].to(dev)
+            state, tokens = tr.states[k, rows].to(dev), tr.tokens[k, rows].to(dev)
+            commit = tr.committed[k, rows].to(dev)
+            with self._autocast():
+                step = evaluate_step(self.policy, prompt, attn, state, tokens, commit, tr)
+                with torch.no_grad():
+                    ref = evaluate_step(self.reference, prompt, attn, state, tokens, commit, tr)
+            one = torch.ones(len(sub), 1, dtype=torch.bool, device=dev)
+            loss, m = ppo_loss(step.logp[:, None], tr.logprobs[k, rows].to(dev)[:, None], adv[rows, k].to(dev)[:, None],
+                               one, clip=cfg.clip, ref_logp=ref.logp.detach()[:, None], kl_coef=cfg.kl_coef,
+                               entropy=step.entropy[:, None], entropy_coef=cfg.entropy_coef)
+            log_v = value_readout(step.critic, slot_positions(state, self.pad))
+            v_loss = value_loss(log_v, r[rows].to(dev))
+            ((loss + cfg.value_coef * v_loss) * share).backward()
+            m["rl/value_loss"] = v_loss.detach()
+            for name, value in m.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * share
+        if cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+            sums["rl/grad_norm"] = float(norm)
+        self.opt.step()
+        sums["rl/steps_per_sample"] = total / len(idx)
+        return sums
+
+    def _value_metrics(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
+                       advs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Explained variance of the behaviour critic's V(x_k) for R over valid steps; advantage stats."""
+        vs, rs, flat = [], [], []
+        for ro, r, (a, m) in zip(batch, rewards, advs):
+            flat.append(a[m])
+            values = ro.values(self.pad).exp()
+            vs.append(values[m])
+            rs.append(torch.nan_to_num(r, nan=0.0)[:, None].expand_as(m)[m])
+        out: dict[str, float] = {}
+        v, t, a = torch.cat(vs), torch.cat(rs), torch.cat(flat)
+        if t.numel():
+            out["value/explained_variance"] = explained_variance(v, t)
+            out["value/mean"] = float(v.mean())
+            out["rl/adv_abs_mean"] = float(a.abs().mean())
+        return {k: x for k, x in out.items() if not (isinstance(x, float) and math.isnan(x))}

@@ -1,0 +1,175 @@
+"""Rollouts: a policy copy samples assertions for tasks and records the denoising trajectories.
+
+A :class:`RolloutWorker` is a plain class (the driver wraps it in ``ray.remote``): it holds a
+copy of the policy, takes the learner's weights each iteration (:meth:`RolloutWorker.set_weights`)
+and turns a list of tasks into :class:`Rollouts` — ``samples`` per task, from an all-[MASK] slot
+or by editing the start the model itself picks among retrieved training targets (the edit system
+of ``pretrain.evaluate``). Everything the learner needs travels with them: the start rows, the
+trajectory (states, committed positions, tokens, the behaviour policy's per-step log-probs and
+the critic logits of every state), the decoded texts and the critic's value of the final slot.
+
+Deterministic given the weights, the tasks and the seed: a rollout lost with its actor is redone
+identically elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Literal, Sequence
+
+import torch
+
+from pretrain.data import DataConfig, Encoder, collate
+from pretrain.evaluate import edit_starts, start_rows
+from pretrain.model import DiffusionLM
+from pretrain.retrieval import Retriever
+from pretrain.sampler import SamplerConfig, Trajectory, diffusion_generate, edit_start
+from sandbox.tasks import Task
+
+from .ppo import value_readout
+
+__all__ = ["RolloutConfig", "Rollouts", "RolloutWorker", "slot_positions"]
+
+
+def _default_sampler() -> SamplerConfig:
+    # The evaluation's edit system, sampled at temperature 1 so that a task's samples differ; the
+    # rollout's mask_share adds random edits so that there is something to learn at every start.
+    return SamplerConfig(temperature=1.0, steps=48, block_size=1, eos_when_parses=True, syntax_guard=True,
+                         edit_threshold=0.05, remask="critic", remask_budget=0.1)
+
+
+@dataclass
+class RolloutConfig:
+    """How rollouts are sampled."""
+
+    samples: int = field(default=4, metadata={"help": "samples per task (the group of the 'group' advantage)"})
+    start: Literal["edit", "mask"] = field(default="edit", metadata={"help": "edit: denoise from the start the model picks among retrieved training targets, its doubtful positions remasked; mask: from an all-[MASK] slot"})
+    retrieve_k: int = field(default=5, metadata={"help": "edit: the model picks its start among this many most similar training targets"})
+    adapt_cap: int = field(default=16, metadata={"help": "edit: at most this many name adaptations per retrieved target"})
+    mask_share: float = field(default=0.3, metadata={"help": "edit: besides the positions the critic doubts, mask a share of the start's other positions, drawn per sample from U(0, mask_share), so that every sample has something to decide"})
+    sampler: SamplerConfig = field(default_factory=_default_sampler, metadata={"help": "sampler settings (temperature > 0 so a task's samples differ; remask critic | confidence | none)"})
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"rollout.samples={self.samples} must be >= 1 (4 or more for the 'group' advantage)")
+        if self.start not in ("edit", "mask"):
+            raise ValueError(f"rollout.start={self.start!r} must be 'edit' or 'mask'")
+        if not 0.0 <= self.mask_share <= 1.0:
+            raise ValueError(f"rollout.mask_share={self.mask_share} must lie in [0, 1]")
+        if self.retrieve_k < 1 or self.adapt_cap < 1:
+            raise ValueError("rollout.retrieve_k and rollout.adapt_cap must be >= 1")
+
+
+def slot_positions(states: torch.Tensor, pad: int) -> torch.Tensor:
+    """(..., L) bool: the slot positions the value counts — all but the [PAD]s after an [EOS]
+    (a state's undecided positions hold [MASK], never [PAD])."""
+    return states != pad
+
+
+@dataclass
+class Rollouts:
+    """One batch of samples: ``N = len(texts)`` rows, ``samples`` consecutive rows per task."""
+
+    iteration: int
+    version: int  # the policy version (learner updates so far) that sampled them
+    task_ids: list[str]  # (N,)
+    group: torch.Tensor  # (N,) long: the task's index in the iteration's task list
+    texts: list[str]  # (N,) decoded assertions
+    input_ids: torch.Tensor  # (N, T) prompt + start slot (what the trajectory began from)
+    attention_mask: torch.Tensor  # (N, T)
+    trajectory: Trajectory
+    final_log_v: torch.Tensor  # (N,) log V of the finished slot under the behaviour policy's critic
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def step_mask(self) -> torch.Tensor:
+        """(N, K) bool: the steps each sample really took (a prefix of each row)."""
+        return self.trajectory.active.t().contiguous()
+
+    def values(self, pad: int) -> torch.Tensor:
+        """(N, K) log V(x_k) of the behaviour policy's critic at every recorded state."""
+        tr = self.trajectory
+        assert tr.critic is not None, "the trajectory was recorded without critic logits"
+        return value_readout(tr.critic, slot_positions(tr.states, pad)).t().contiguous()
+
+
+def explore_mask(slot: torch.Tensor, share: float, generator: torch.Generator, special) -> torch.Tensor:
+    """(B, L) bool: a random subset of each row's decided tokens, each row masking a share drawn
+    from U(0, ``share``) of them. [EOS] and [PAD] stay: a masked [EOS] would reopen the whole
+    tail of the slot (its [PAD]s read as [MASK] then), not explore a token."""
+    decided = (slot != special.mask) & (slot != special.pad) & (slot != special.eos)
+    B, L = slot.shape
+    row_share = torch.rand(B, 1, generator=generator) * share
+    return decided & (torch.rand(B, L, generator=generator) < row_share)
+
+
+class RolloutWorker:
+    """A policy copy that samples :class:`Rollouts` (plain class; Ray wraps it in the driver).
+
+    ``train`` are the training tasks edit starts are retrieved from (a task never retrieves itself).
+    """
+
+    def __init__(self, model_dir: str, cfg: RolloutConfig, train: Sequence[Task] = (), *, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.model = DiffusionLM.load(model_dir, device=device).eval()
+        self.encoder = Encoder(self.model.tokenizer, DataConfig(slot_len=self.model.slot_len,
+                                                                 max_prompt=self.model.max_prompt))
+        if cfg.start == "edit" and not train:
+            raise ValueError("rollout.start='edit' needs training tasks to retrieve starts from; give the task "
+                             "file's train split, or set rollout.start=mask")
+        # A training task retrieves from other test files only, as a valid task does (splits are by file).
+        self.retriever = Retriever(train, other_modules=True) if cfg.start == "edit" else None
+        self.version = 0
+
+    def set_weights(self, state: dict[str, torch.Tensor], version: int, mask_logit_bias: float | None = None) -> int:
+        self.model.load_state_dict(state)
+        if mask_logit_bias is not None:
+            self.model.mask_logit_bias = mask_logit_bias
+        self.version = version
+        return version
+
+    def _explore(self, ids: torch.Tensor, seed: int) -> torch.Tensor:
+        L = self.model.slot_len
+        g = torch.Generator().manual_seed(seed + 7919)
+        extra = explore_mask(ids[:, -L:].cpu(), self.cfg.mask_share, g, self.model.special).to(ids.device)
+        out = ids.clone()
+        out[:, -L:] = torch.where(extra, torch.full_like(extra, self.model.special.mask, dtype=ids.dtype), ids[:, -L:])
+        return out
+
+    @torch.no_grad()
+    def rollout(self, tasks: Sequence[Task], *, iteration: int, seed: int, group_offset: int = 0) -> Rollouts:
+        """``cfg.samples`` samples of each task (rows task-major), sampled with ``seed``."""
+        t0 = time.perf_counter()
+        model, cfg = self.model, self.cfg
+        starts = None
+        if cfg.start == "edit":
+            assert self.retriever is not None
+            starts = edit_starts(model, self.encoder, tasks, self.retriever, retrieve_k=cfg.retrieve_k,
+                                 adapt_cap=cfg.adapt_cap)
+        rows = start_rows(self.encoder, tasks, starts)
+        G = cfg.samples
+        batch = collate([r for r in rows for _ in range(G)], model.special, 0.0).to(model.device)
+        ids = batch.input_ids
+        sampler = replace(cfg.sampler, seed=seed)
+        if starts is not None:
+            ids = edit_start(model, ids, batch.attention_mask, sampler)
+            if cfg.mask_share > 0:
+                ids = self._explore(ids, seed)
+        result = diffusion_generate(model, ids, batch.attention_mask, sampler, record=True)
+        L = model.slot_len
+        final = torch.cat([ids[:, :-L], result.tokens], dim=1)
+        critic = model(final, batch.attention_mask, last=L).critic[:, -L:]
+        final_log_v = value_readout(critic, slot_positions(result.tokens, model.special.pad)).cpu()
+        texts = [self.encoder.decode(row.tolist()) for row in result.tokens]
+        group = torch.arange(len(tasks)).repeat_interleave(G) + group_offset
+        assert result.trajectory is not None
+        return Rollouts(iteration=iteration, version=self.version, task_ids=[t.id for t in tasks for _ in range(G)],
+                        group=group, texts=texts, input_ids=ids.cpu(), attention_mask=batch.attention_mask.cpu(),
+                        trajectory=result.trajectory, final_log_v=final_log_v, seconds=time.perf_counter() - t0)
