@@ -31,18 +31,20 @@ __all__ = ["connect", "ActorPool", "SandboxPool", "RolloutPool"]
 LOST = (RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ActorUnavailableError)
 
 
-def connect(address: str | None, num_cpus: int) -> str:
+def connect(address: str | None, num_cpus: int) -> tuple[str, bool]:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray with
-    ``num_cpus`` logical CPUs. Returns how it connected (for the log)."""
+    ``num_cpus`` logical CPUs. Returns how it connected (for the log) and whether this call
+    started or joined Ray (so the caller disconnects when done; an existing connection is kept)."""
     if ray.is_initialized():
-        return "the Ray this process already joined"
+        return "the Ray this process already joined", False
     address = address or os.environ.get("RAY_ADDRESS")
     # The actors import this project's packages; on a cluster `ray job submit --working-dir .` ships them.
     if address:
         ray.init(address=address, log_to_driver=True)
-        return f"Ray at {address}"
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
-    return f"a local Ray ({num_cpus} logical CPUs)"
+        return f"Ray at {address}", True
+    # address="local": always a new local instance, never a stray cluster that happens to run here.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    return f"a local Ray ({num_cpus} logical CPUs)", True
 
 
 class ActorPool:

@@ -109,6 +109,7 @@ class Run:
         cfg = self.cfg
         resume = self._check()
         summary_path = self.out / "summary.json"
+        final = self.out / FINAL
         if (self.out / FINAL / "trident_model.json").is_file() and summary_path.is_file():
             summary = json.loads(summary_path.read_text())
             if summary.get("iterations", 0) >= cfg.iterations:
@@ -124,98 +125,110 @@ class Run:
 
         r = cfg.ray
         needed = 1 + r.rollout_workers + r.sandbox_workers
-        how = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, needed))
+        how, joined = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, needed))
         print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
               f"{cfg.rollout.samples} samples on {how}")
-        learner_cls = ray.remote(Learner)
-        learner = learner_cls.options(num_cpus=1, num_gpus=cfg.learner.num_gpus, max_restarts=0).remote(
-            str(cfg.model), cfg.learner, seed=cfg.seed)
-        rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, train, r.retries, r.rollout_threads)
-        sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)
-        cursor = Cursor(len(train), cfg.seed)
-        start = 0
-        if resume is not None:
-            state = json.loads((resume / "driver.json").read_text())
-            ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", weights_only=False)))
-            cursor = Cursor(len(train), cfg.seed, **state["cursor"])
-            start = state["iteration"]
-            print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
+        actors: list[Any] = []
+        try:
+            learner = ray.remote(Learner).options(num_cpus=1, num_gpus=cfg.learner.num_gpus, max_restarts=0).remote(
+                str(cfg.model), cfg.learner, seed=cfg.seed)
+            rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, train, r.retries, r.rollout_threads)
+            sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)
+            actors = [rollouts, sandbox]
+            cursor, start = Cursor(len(train), cfg.seed), 0
+            if resume is not None:
+                state = json.loads((resume / "driver.json").read_text())
+                ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", weights_only=False)))
+                cursor = Cursor(len(train), cfg.seed, **state["cursor"])
+                start = state["iteration"]
+                print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
+            it, history, wall = self._loop(learner, rollouts, sandbox, composition, train, cursor, start)
+            ray.get(learner.save_model.remote(str(self.out / ".final.tmp")))
+            final = self.out / FINAL
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(self.out / ".final.tmp", final)
+            summary = self._summary(it, history, wall, rollouts, sandbox)
+            _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
+            ray.kill(learner)
+        finally:
+            for pool in actors:
+                pool.shutdown()
+            if joined:
+                ray.shutdown()
+        print(f"rl: {it} iterations in {summary['wall_s']:.0f} s; model: {final}")
+        return summary
+
+    def _loop(self, learner, rollouts, sandbox, composition: Composition, train: list[Task], cursor: Cursor,
+              start: int) -> tuple[int, list[dict[str, float]], float]:
+        """Iterations ``start``.. until ``iterations`` or the time budget; returns the iteration
+        reached, the metrics of this session's iterations and the wall time."""
+        import ray
+        from tqdm import tqdm
+
+        cfg = self.cfg
         info = ray.get(learner.info.remote())
         version, bias = info["updates"], info["mask_logit_bias"]
         rollouts.set_weights(learner.weights.remote(), version, bias)
-
-        self.log = MetricLogger(self.out)
-        self.samples = open(self.out / "samples.jsonl", "a", encoding="utf-8")
         t_run = time.perf_counter()
         deadline = None if cfg.max_minutes is None else t_run + cfg.max_minutes * 60
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.iterations, initial=start, desc="rl", unit="it", disable=not cfg.progress, dynamic_ncols=True)
         history: list[dict[str, float]] = []
-        cursor_at = {start: cursor.state()}
-        batch = self._produce(start, train, cursor, rollouts, sandbox, composition, version)
-        cursor_at[start + 1] = cursor.state()
         it = start
+        if start >= cfg.iterations:
+            return it, history, 0.0
+        log = MetricLogger(self.out)
+        samples = open(self.out / "samples.jsonl", "a", encoding="utf-8")
+        bar = tqdm(total=cfg.iterations, initial=start, desc="rl", unit="it", disable=not cfg.progress, dynamic_ncols=True)
+        # cursor_at[i]: the data cursor before batch i was drawn (what a checkpoint after i-1 stores)
+        cursor_at = {start: cursor.state()}
+        batch = self._produce(start, train, cursor, rollouts, sandbox, composition)
+        cursor_at[start + 1] = cursor.state()
         try:
-            while it < cfg.iterations:
+            while True:
                 t0 = time.perf_counter()
                 train_ref = learner.train.remote(batch.rollouts, batch.rewards)
                 last = it + 1 >= cfg.iterations or (deadline is not None and time.perf_counter() > deadline)
                 nxt = None
-                if cfg.overlap and not last:
-                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition, version)
+                if cfg.overlap and not last:  # k+1 is sampled with the weights before k's update
+                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition)
                     cursor_at[it + 2] = cursor.state()
                 metrics = ray.get(train_ref)
                 t_learned = time.perf_counter()
                 version += 1
                 rollouts.set_weights(learner.weights.remote(), version, bias)
                 if not cfg.overlap and not last:
-                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition, version)
+                    nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition)
                     cursor_at[it + 2] = cursor.state()
                 wall = time.perf_counter() - t0
                 metrics.update(batch.metrics)
-                learn = metrics.get("time/learn_s", 0.0)
                 metrics["time/iteration_s"] = wall
-                metrics["time/wait_s"] = max(0.0, wall - learn)
+                metrics["time/wait_s"] = max(0.0, wall - metrics.get("time/learn_s", 0.0))
                 metrics["time/wait_frac"] = metrics["time/wait_s"] / wall if wall > 0 else 0.0
                 metrics["time/sync_s"] = time.perf_counter() - t_learned if cfg.overlap else 0.0
                 metrics["perf/samples_per_s"] = sum(len(x) for x in batch.rollouts) / wall if wall > 0 else 0.0
                 metrics["rl/staleness"] = float(version - 1 - min(x.version for x in batch.rollouts))
                 metrics["ray/actors_replaced"] = float(rollouts.replaced + sandbox.replaced)
                 metrics["ray/units_redone"] = float(rollouts.redone + sandbox.redone)
-                self.log.log(it, metrics)
+                log.log(it, metrics)
                 for rec in batch.records:
-                    self.samples.write(json.dumps({"iteration": it, **rec}) + "\n")
-                self.samples.flush()
+                    samples.write(json.dumps({"iteration": it, **rec}) + "\n")
+                samples.flush()
                 history.append(metrics)
                 it += 1
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics.get(f'rewards/{composition.name}/mean', float('nan')):.3f}",
                                 pass_=f"{metrics.get('rl/pass_rate', float('nan')):.2f}")
-                if it % cfg.checkpoint_every == 0 or it >= cfg.iterations or nxt is None:
+                if it % cfg.checkpoint_every == 0 or nxt is None:
                     self._checkpoint(learner, it, cursor_at[it], version)
                 if nxt is None:
-                    break
+                    return it, history, time.perf_counter() - t_run
                 batch = nxt
         finally:
             bar.close()
-            self.log.close()
-            self.samples.close()
-        ray.get(learner.save_model.remote(str(self.out / ".final.tmp")))
-        final = self.out / FINAL
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(self.out / ".final.tmp", final)
-        summary = self._summary(it, history, time.perf_counter() - t_run, rollouts, sandbox)
-        _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
-        rollouts.shutdown()
-        sandbox.shutdown()
-        ray.kill(learner)
-        print(f"rl: {it} iterations in {summary['wall_s']:.0f} s; model: {final}")
-        return summary
+            log.close()
+            samples.close()
 
-    def _produce(self, it: int, train: list[Task], cursor: Cursor, rollouts, sandbox, composition: Composition,
-                 version: int) -> Batch:
+    def _produce(self, it: int, train: list[Task], cursor: Cursor, rollouts, sandbox, composition: Composition) -> Batch:
         """Rollouts and rewards of iteration ``it`` (verdicts come back from the sandbox actors as they finish)."""
         cfg = self.cfg
         t0 = time.perf_counter()

@@ -46,7 +46,7 @@ class RLError(ValueError):
 class LearnerConfig:
     """How the learner updates policy and value head."""
 
-    lr: float = field(default=2e-5, metadata={"help": "AdamW learning rate"})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     epochs: int = field(default=2, metadata={"help": "PPO passes over each batch"})
     minibatch: int = field(default=32, metadata={"help": "samples per optimizer step"})
@@ -64,7 +64,7 @@ class LearnerConfig:
     threads: int = field(default=1, metadata={"help": "torch threads of a CPU learner (Ray gives an actor one CPU)"})
 
     def __post_init__(self) -> None:
-        from .advantages import AdvantageError, known_advantages
+        from .advantages import AdvantageError
 
         if self.lr <= 0:
             raise RLError(f"learner.lr={self.lr} must be > 0")
@@ -83,7 +83,7 @@ class LearnerConfig:
         try:
             get_advantage(self.advantage)
         except AdvantageError as exc:
-            raise RLError(f"learner.advantage: {exc}; known: {', '.join(known_advantages())}") from None
+            raise RLError(f"learner.advantage: {exc}") from None
 
 
 def _device(cfg: LearnerConfig) -> torch.device:

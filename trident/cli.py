@@ -203,11 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - user-facing errors from the layers below
         from pretrain.errors import PretrainError
         from rewards.registry import RewardError
+        from rl.learner import RLError
         from sandbox.mining import MiningError
         from sandbox.tasks import TaskFormatError
         from sandbox.zygote import SandboxError
 
-        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError, PretrainError)):
+        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError, PretrainError, RLError)):
             print(f"trident {job.name}: error: {err}", file=sys.stderr)
             return 1
         raise
