@@ -1,0 +1,58 @@
+"""The RL experiment: from the default SFT model, three 19-minute RL runs on 2 cores, compared
+with the SFT model on the valid split (pass and kill rates, bootstrap 95 % intervals).
+
+- ``gae-critic``: configs/rl.yaml as it is (GAE with the critic as value, critic remasking);
+- ``group-critic``: the critic-free ``group`` advantage, same sampler;
+- ``gae-confidence``: GAE, but rollouts remask by the generator's confidence, not the critic.
+
+    python bench/rl_experiment.py                    # results in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
+
+Each run is `trident rl --config configs/rl.yaml out=runs/rlexp/NAME ...`; a run whose folder
+already holds ``final/`` is not run again. Runs go one after another (each needs the 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS = {
+    "gae-critic": [],
+    "group-critic": ["learner.advantage=group"],
+    "gae-confidence": ["rollout.sampler.remask=confidence"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/rlexp"), help="folder of the runs and the comparison")
+    parser.add_argument("--sft", type=Path, default=Path("runs/default/sft/final"), help="SFT model to start from")
+    parser.add_argument("--minutes", type=float, default=19.0, help="wall-time budget of each run")
+    parser.add_argument("--max-tasks", type=int, default=None, help="evaluate on at most this many valid tasks")
+    parser.add_argument("--only", nargs="*", default=list(VARIANTS), help="variants to run")
+    args = parser.parse_args()
+    for name in args.only:
+        out = args.out / name
+        if (out / "final" / "trident_model.json").is_file():
+            print(f"{name}: done ({out / 'final'})")
+            continue
+        cmd = [sys.executable, "-m", "trident", "rl", "--config", "configs/rl.yaml", f"model={args.sft}", f"out={out}",
+               f"max_minutes={args.minutes}", "iterations=1000", "progress=false", *VARIANTS[name]]
+        print(" ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True)
+    cmd = [sys.executable, "-m", "rl.evaluate", "--model", f"sft={args.sft}",
+           *[x for name in args.only for x in ("--model", f"{name}={args.out / name / 'final'}")],
+           "--out", str(args.out / "compare.json")]
+    if args.max_tasks:
+        cmd += ["--max-tasks", str(args.max_tasks)]
+    print(" ".join(cmd[1:]), flush=True)
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print(result.stdout)
+    (args.out / "compare.txt").write_text(result.stdout)
+
+
+if __name__ == "__main__":
+    main()

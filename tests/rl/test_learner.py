@@ -1,0 +1,97 @@
+"""Rollout worker and learner in this process (no Ray): what a rollout records, the learner's
+first ratio, its refusals, and the exploration mask. A tiny model on real networkx tasks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def rollouts(tiny_model_dir, small_tasks):
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    train = [t for t in small_tasks if t.split == "train"]
+    worker = RolloutWorker(str(tiny_model_dir), RolloutConfig(samples=3, mask_share=0.6), train)
+    return worker, worker.rollout(train[:5], iteration=0, seed=3), train[:5]
+
+
+def test_a_rollout_records_what_the_learner_needs(rollouts):
+    worker, ro, tasks = rollouts
+    N, K = 15, worker.cfg.sampler.steps
+    assert len(ro) == N and ro.input_ids.shape[0] == N
+    assert ro.task_ids == [t.id for t in tasks for _ in range(3)]
+    assert ro.group.tolist() == [g for g in range(5) for _ in range(3)]
+    assert ro.step_mask.shape == (N, K) and ro.step_mask.any()
+    # valid steps are a prefix of each row, and the values are probabilities
+    m = ro.step_mask
+    assert not (m[:, 1:] & ~m[:, :-1]).any()
+    v = ro.values(worker.model.special.pad).exp()
+    assert ((v > 0) & (v <= 1)).all()
+    assert ro.final_log_v.shape == (N,) and (ro.final_log_v <= 0).all()
+    # the same tasks and seed give the same samples
+    again = worker.rollout(tasks, iteration=0, seed=3)
+    assert again.texts == ro.texts
+    assert torch.equal(again.trajectory.logprobs, ro.trajectory.logprobs)
+
+
+def test_the_first_ratio_is_one_and_the_update_moves_the_policy(tiny_model_dir, rollouts):
+    from rl.learner import Learner, LearnerConfig
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(epochs=1, minibatch=64, step_subsample=0, lr=1e-3))
+    before = {k: v.clone() for k, v in learner.weights().items()}
+    rewards = torch.tensor([1.0, 0.0, 0.5] * 5)
+    metrics = learner.train([ro], [rewards])
+    assert metrics["rl/optimizer_steps"] == 1.0
+    # one minibatch: the ratio is taken before the step, against the recorded log-probs
+    assert metrics["rl/approx_kl"] < 1e-6 and metrics["rl/clip_frac"] == 0.0
+    assert metrics["rl/kl_ref"] < 1e-6
+    assert math.isfinite(metrics["rl/value_loss"]) and metrics["rl/value_loss"] > 0
+    after = learner.weights()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert learner.info()["updates"] == 1
+
+
+def test_samples_without_a_reward_are_left_out(tiny_model_dir, rollouts):
+    from rl.learner import Learner, LearnerConfig
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(epochs=1, minibatch=64, advantage="group"))
+    nan = torch.full((15,), float("nan"))
+    advs = learner.advantages([ro], [nan])
+    assert not advs[0][1].any()  # no valid step
+    metrics = learner.train([ro], [nan])
+    assert metrics["rl/optimizer_steps"] == 0.0
+
+
+def test_refusals_name_the_fix(tiny_model_dir, rollouts):
+    from rl.learner import Learner, LearnerConfig, RLError
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig())
+    with pytest.raises(RLError, match=r"clip: \[0, 1\]"):
+        learner.train([ro], [torch.full((15,), 2.0)])
+    with pytest.raises(RLError, match="known: gae, group, mc"):
+        LearnerConfig(advantage="gea")
+    with pytest.raises(RLError, match="num_gpus=0"):
+        if not torch.cuda.is_available():
+            Learner(str(tiny_model_dir), LearnerConfig(num_gpus=1))
+        else:  # pragma: no cover - a GPU machine
+            raise RLError("learner.num_gpus=0")
+
+
+def test_the_exploration_mask_never_touches_eos_or_pad(tiny_tokenizer):
+    from pretrain.tokenizer import SpecialIds
+    from rl.rollout import explore_mask
+
+    s = SpecialIds.from_tokenizer(tiny_tokenizer)
+    slot = torch.tensor([[50, 51, 52, s.eos, s.pad, s.pad], [s.mask, 60, s.eos, s.pad, s.pad, s.pad]])
+    g = torch.Generator().manual_seed(0)
+    seen = torch.zeros_like(slot, dtype=torch.bool)
+    for _ in range(200):
+        seen |= explore_mask(slot, 1.0, g, s)
+    assert seen.tolist() == [[True, True, True, False, False, False], [False, True, False, False, False, False]]
+    assert not explore_mask(slot, 0.0, g, s).any()

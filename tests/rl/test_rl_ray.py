@@ -1,0 +1,214 @@
+"""`trident rl` on a real local Ray: a tiny 2-iteration run, resume, actors killed mid-iteration,
+and `ray job submit` to a head this test starts. Real networkx tasks, a tiny model from a config."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.ray
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def tiny(model, tasks, out, **kw):
+    from rl.config import RayConfig, RLConfig
+    from rl.learner import LearnerConfig
+    from rl.rollout import RolloutConfig
+
+    base = dict(model=model, tasks=tasks, out=out, iterations=2, tasks_per_iteration=4, progress=False,
+                checkpoint_every=1, rollout=RolloutConfig(samples=2), learner=LearnerConfig(minibatch=4),
+                ray=RayConfig(sandbox_workers=2))
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_two_iterations_on_local_ray(local_ray, tiny_model_dir, small_tasks_file, tmp_path):
+    from pretrain.model import DiffusionLM
+    from rl.driver import run
+
+    out = tmp_path / "run"
+    summary = run(tiny(tiny_model_dir, small_tasks_file, out))
+    assert summary["iterations"] == 2
+    metrics = rows(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1]
+    for key in ("rl/policy_loss", "rl/clip_frac", "rl/kl_ref", "rl/value_loss", "rl/pass_rate", "time/rollout_s",
+                "time/reward_s", "time/learn_s", "time/wait_s", "perf/samples_per_s", "rewards/trident/mean"):
+        assert all(m.get(key) is not None for m in metrics), key
+    assert metrics[1]["rl/staleness"] == 1.0  # iteration 1 was sampled while the learner trained on 0
+    samples = rows(out / "samples.jsonl")
+    assert len(samples) == 2 * 4 * 2  # iterations x tasks x samples, each with its verdict
+    assert all(s["status"] != "infra" for s in samples)
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_000002"
+    model = DiffusionLM.load(out / "final")
+    start = DiffusionLM.load(tiny_model_dir)
+    moved = [n for n, p in model.state_dict().items() if not torch.equal(p, start.state_dict()[n])]
+    assert moved, "the learner changed no weight"
+    # a finished run is not run again
+    assert run(tiny(tiny_model_dir, small_tasks_file, out))["iterations"] == 2
+
+
+def test_resume_continues_at_the_next_iteration_with_the_same_batch(local_ray, tiny_model_dir, small_tasks_file, tmp_path):
+    from rl.driver import run
+
+    straight = tmp_path / "a"
+    run(tiny(tiny_model_dir, small_tasks_file, straight, iterations=3))
+    stopped = tmp_path / "b"
+    run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=2))
+    summary = run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=3))  # resumes from iter_000002
+    assert summary["iterations"] == 3 and summary["this_session"] == 1
+    assert [m["step"] for m in rows(stopped / "metrics.jsonl")] == [0, 1, 2]
+
+    def tasks_of(folder: Path, it: int) -> list[str]:
+        return [s["task_id"] for s in rows(folder / "samples.jsonl") if s["iteration"] == it]
+
+    for it in range(3):
+        assert tasks_of(stopped, it) == tasks_of(straight, it), it
+    # a different run config is refused with the fix, and nothing is overwritten
+    from rl.learner import RLError
+
+    with pytest.raises(RLError, match="different tasks_per_iteration"):
+        run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=4, tasks_per_iteration=5))
+    with pytest.raises(RLError, match="resume it"):
+        run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=4, resume=False))
+
+
+def test_killed_sandbox_actor_still_gives_one_reward_per_sample(local_ray, small_tasks):
+    from rewards.composition import Composition, CompositionConfig
+    from rl.cluster import SandboxPool
+    from rl.rewarding import compose
+    from sandbox.api import Limits
+
+    tasks = [t for t in small_tasks if t.split == "train"][:8]
+    items = [(t, [t.target, "assert False"]) for t in tasks]
+    pool = SandboxPool(2, Limits(), retries=2)
+    killed = []
+
+    def kill_once(i, verdicts):
+        if not killed:  # the first result in: kill an actor that still has work waiting on it
+            killed.append(i)
+            for actor in pool.actors:
+                ray.kill(actor, no_restart=True)
+
+    verdicts = pool.score(items, mutants=True, on_result=kill_once)
+    assert killed and pool.replaced >= 1 and pool.redone >= 1
+    flat = [v for row in verdicts for v in row]
+    assert len(flat) == 2 * len(tasks) and all(v.status != "infra" for v in flat)
+    assert [row[0].status for row in verdicts] == ["passed"] * len(tasks)  # each task's own target
+    assert [row[1].status for row in verdicts] == ["failed"] * len(tasks)
+    comp = Composition.from_config(CompositionConfig())
+    rewards, _, _ = compose(comp, [t for t in tasks for _ in range(2)], [c for _, cs in items for c in cs], flat)
+    assert rewards.shape == (2 * len(tasks),) and not torch.isnan(rewards).any()
+    pool.shutdown()
+
+
+def test_killed_rollout_actor_is_replaced_and_its_share_redone(local_ray, tiny_model_dir, small_tasks):
+    from rl.cluster import RolloutPool
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    train = [t for t in small_tasks if t.split == "train"]
+    cfg = RolloutConfig(samples=2)
+    pool = RolloutPool(1, str(tiny_model_dir), cfg, train, retries=1, threads=1)
+    chunks = [(train[:2], 0, 11, 0), (train[2:4], 0, 12, 2)]
+    ray.kill(pool.actors[0], no_restart=True)  # dies before its share is done
+    got = pool.rollouts(chunks)
+    assert pool.replaced == 1 and pool.redone >= 1
+    here = RolloutWorker(str(tiny_model_dir), cfg, train)
+    for chunk, ro in zip(chunks, got):
+        again = here.rollout(chunk[0], iteration=0, seed=chunk[2], group_offset=chunk[3])
+        assert ro.texts == again.texts  # redone identically: same weights, tasks and seed
+        assert ro.group.tolist() == again.group.tolist()
+    pool.shutdown()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("auth", ["token", "disabled"])
+def test_ray_job_submit_to_a_local_head(auth, tiny_model_dir, small_tasks_file, tmp_path):
+    """`ray job submit` of a tiny run to a head started here: with Ray's default token auth (the
+    head writes its token under $HOME/.ray, where the client and the job's driver read it), and
+    with auth turned off for this head.
+
+    The head runs in the foreground (``--block``) in its own process group, so that stopping it
+    touches no other Ray on the machine (``ray stop`` would stop them all); HOME is a folder of
+    this test so the token is this head's alone."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_MODE", None)
+    if auth == "disabled":
+        env["RAY_AUTH_MODE"] = "disabled"
+    port, dash, agent, agent_grpc, env_agent, client, metrics = (_free_port() for _ in range(7))
+    # Every port of its own: the defaults (e.g. the dashboard agent's 52365) are taken when
+    # another Ray runs on this machine, and the job agent would never come up.
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
+                             "--include-dashboard=true", f"--dashboard-port={dash}",
+                             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                             f"--runtime-env-agent-port={env_agent}", f"--ray-client-server-port={client}",
+                             f"--metrics-export-port={metrics}", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        seen = []
+        address = None
+        for line in head.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            found = re.search(rf"(\d+\.\d+\.\d+\.\d+):{dash}", line)
+            if found:
+                address = f"http://{found.group(1)}:{dash}"
+            if "--block" in line or "Ray runtime started" in line:
+                if address:
+                    break
+        assert address, "".join(seen)[-3000:]
+        job_dir = tmp_path / "job"
+        job_dir.mkdir()
+        (job_dir / "rl.yaml").write_text(
+            f"model: {tiny_model_dir}\ntasks: {small_tasks_file}\nout: {tmp_path / 'out'}\niterations: 2\n"
+            "tasks_per_iteration: 4\nprogress: false\nrollout: {samples: 2}\nlearner: {minibatch: 4}\n"
+            "ray: {sandbox_workers: 1}\n")
+        for _ in range(15):  # the head's job agent comes up a little after `ray start` returns
+            submit = subprocess.run([str(ray_bin), "job", "submit", f"--address={address}", f"--working-dir={job_dir}",
+                                     "--", sys.executable, "-m", "trident", "rl", "--config", "rl.yaml"],
+                                    env=env, capture_output=True, text=True, timeout=400)
+            if "No available agent" not in submit.stdout + submit.stderr:
+                break
+            time.sleep(2)
+        assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
+        assert "succeeded" in submit.stdout.lower()
+        assert json.loads((tmp_path / "out" / "summary.json").read_text())["iterations"] == 2
+        if auth == "token":
+            assert (home / ".ray" / "auth_token").is_file()
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
