@@ -95,3 +95,15 @@ def test_the_exploration_mask_never_touches_eos_or_pad(tiny_tokenizer):
         seen |= explore_mask(slot, 1.0, g, s)
     assert seen.tolist() == [[True, True, True, False, False, False], [False, True, False, False, False, False]]
     assert not explore_mask(slot, 0.0, g, s).any()
+
+
+def test_bf16_learner_runs_on_cpu(tiny_model_dir, rollouts):
+    """The GPU setting (precision bf16) on CPU autocast: same code path, finite metrics."""
+    from rl.learner import Learner, LearnerConfig
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(epochs=1, minibatch=64, precision="bf16"))
+    metrics = learner.train([ro], [torch.tensor([1.0, 0.0, 0.5] * 5)])
+    assert metrics["rl/optimizer_steps"] == 1.0
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert learner.info()["device"] == "cpu"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -152,21 +153,21 @@ def _free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("auth", ["token", "disabled"])
 def test_ray_job_submit_to_a_local_head(auth, tiny_model_dir, small_tasks_file, tmp_path):
-    """`ray job submit` of a tiny run to a head started here: with Ray's default token auth (the
-    head writes its token under $HOME/.ray, where the client and the job's driver read it), and
-    with auth turned off for this head.
+    """`ray job submit` of a tiny run to a head started here: with token auth on (the client
+    and the job's driver hold the head's token) and with auth turned off for this head.
 
     The head runs in the foreground (``--block``) in its own process group, so that stopping it
     touches no other Ray on the machine (``ray stop`` would stop them all); HOME is a folder of
-    this test so the token is this head's alone."""
+    this test so that no token of the machine's is picked up."""
     ray_bin = Path(sys.executable).with_name("ray")
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_AUTH_MODE", None)
-    if auth == "disabled":
-        env["RAY_AUTH_MODE"] = "disabled"
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(name, None)
+    env["RAY_AUTH_MODE"] = auth
+    if auth == "token":
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     port, dash, agent, agent_grpc, env_agent, client, metrics = (_free_port() for _ in range(7))
     # Every port of its own: the defaults (e.g. the dashboard agent's 52365) are taken when
     # another Ray runs on this machine, and the job agent would never come up.
@@ -194,18 +195,25 @@ def test_ray_job_submit_to_a_local_head(auth, tiny_model_dir, small_tasks_file, 
             f"model: {tiny_model_dir}\ntasks: {small_tasks_file}\nout: {tmp_path / 'out'}\niterations: 2\n"
             "tasks_per_iteration: 4\nprogress: false\nrollout: {samples: 2}\nlearner: {minibatch: 4}\n"
             "ray: {sandbox_workers: 1}\n")
-        for _ in range(15):  # the head's job agent comes up a little after `ray start` returns
-            submit = subprocess.run([str(ray_bin), "job", "submit", f"--address={address}", f"--working-dir={job_dir}",
-                                     "--", sys.executable, "-m", "trident", "rl", "--config", "rl.yaml"],
-                                    env=env, capture_output=True, text=True, timeout=400)
-            if "No available agent" not in submit.stdout + submit.stderr:
-                break
-            time.sleep(2)
-        assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
-        assert "succeeded" in submit.stdout.lower()
+        def submit_job(env):
+            for _ in range(15):  # the head's job agent comes up a little after `ray start` returns
+                done = subprocess.run([str(ray_bin), "job", "submit", f"--address={address}", f"--working-dir={job_dir}",
+                                       "--", sys.executable, "-m", "trident", "rl", "--config", "rl.yaml"],
+                                      env=env, capture_output=True, text=True, timeout=400)
+                if "No available agent" not in done.stdout + done.stderr:
+                    return done
+                time.sleep(2)
+            return done
+
+        if auth == "token":  # without the token the head refuses the job
+            refused = submit_job({k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"})
+            assert refused.returncode != 0
+            assert "authentication token" in (refused.stdout + refused.stderr).lower()
+            assert not (tmp_path / "out").exists()
+        job = submit_job(env)
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        assert "succeeded" in job.stdout.lower()
         assert json.loads((tmp_path / "out" / "summary.json").read_text())["iterations"] == 2
-        if auth == "token":
-            assert (home / ".ray" / "auth_token").is_file()
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
