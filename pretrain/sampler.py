@@ -596,7 +596,8 @@ def evaluate_step(model: nn.Module, prompt: torch.Tensor, attention_mask: torch.
                                       eos_gate=gate, token_ban=ban)  # (B, L, V)
     token_logp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)  # (B, L); -inf off U_k is masked out
     logp = torch.where(commit, token_logp, torch.zeros_like(token_logp)).sum(-1)
-    plogp = torch.where(torch.isfinite(log_probs), log_probs.exp() * log_probs, torch.zeros_like(log_probs))
+    # -inf (banned) entries contribute 0; masked before the product so no 0·(-inf) reaches the backward
+    plogp = log_probs.exp() * log_probs.masked_fill(~torch.isfinite(log_probs), 0.0)
     entropy = torch.where(commit, -plogp.sum(-1), torch.zeros_like(token_logp)).sum(-1)
     return StepEval(logp=logp, entropy=entropy, critic=out.critic[:, -L:])
 

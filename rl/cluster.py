@@ -105,7 +105,10 @@ class ActorPool:
                 if self.actors[slot] is actor:
                     fresh = self.replace(slot)
                     if prepare is not None:
-                        prepare(fresh)
+                        try:
+                            prepare(fresh)
+                        except LOST:
+                            pass  # the unit sent to it fails too, and is redone on the next one
                 if attempts[i] > self.retries:
                     if on_lost is None:
                         raise RLError(f"{self.name}: a unit of work was lost {attempts[i]} times with its actor "
@@ -160,7 +163,13 @@ class RolloutPool(ActorPool):
 
     def set_weights(self, weights_ref: Any, version: int, mask_logit_bias: float) -> None:
         self.weights = (weights_ref, version, mask_logit_bias)
-        ray.get([a.set_weights.remote(weights_ref, version, mask_logit_bias) for a in self.actors])
+        calls = [(slot, actor.set_weights.remote(weights_ref, version, mask_logit_bias))
+                 for slot, actor in enumerate(self.actors)]
+        for slot, ref in calls:
+            try:
+                ray.get(ref)
+            except LOST:  # it died since the last iteration: a fresh one gets the weights
+                self._sync(self.replace(slot))
 
     def _sync(self, actor: Any) -> None:
         if self.weights is not None:

@@ -129,6 +129,7 @@ class Run:
         print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
               f"{cfg.rollout.samples} samples on {how}")
         actors: list[Any] = []
+        learner = None
         try:
             learner = ray.remote(Learner).options(num_cpus=1, num_gpus=cfg.learner.num_gpus, max_restarts=0).remote(
                 str(cfg.model), cfg.learner, seed=cfg.seed)
@@ -138,26 +139,40 @@ class Run:
             cursor, start = Cursor(len(train), cfg.seed), 0
             if resume is not None:
                 state = json.loads((resume / "driver.json").read_text())
-                ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", weights_only=False)))
+                ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", map_location="cpu", weights_only=False)))
                 cursor = Cursor(len(train), cfg.seed, **state["cursor"])
                 start = state["iteration"]
+                _drop_rows(self.out / "metrics.jsonl", "step", start)
+                _drop_rows(self.out / "samples.jsonl", "iteration", start)
                 print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
             it, history, wall = self._loop(learner, rollouts, sandbox, composition, train, cursor, start)
-            ray.get(learner.save_model.remote(str(self.out / ".final.tmp")))
-            final = self.out / FINAL
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(self.out / ".final.tmp", final)
+            self._save_final(ray.get(learner.weights.remote()))
             summary = self._summary(it, history, wall, rollouts, sandbox)
             _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
-            ray.kill(learner)
         finally:
             for pool in actors:
                 pool.shutdown()
+            if learner is not None:
+                ray.kill(learner)
             if joined:
                 ray.shutdown()
         print(f"rl: {it} iterations in {summary['wall_s']:.0f} s; model: {final}")
         return summary
+
+    def _save_final(self, weights: dict[str, torch.Tensor]) -> None:
+        """``final/``: the policy, written here (the learner may run on another node), atomically."""
+        from pretrain.model import DiffusionLM
+
+        model = DiffusionLM.load(self.cfg.model)
+        model.load_state_dict(weights)
+        tmp = self.out / ".final.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model.save(tmp)
+        final = self.out / FINAL
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
 
     def _loop(self, learner, rollouts, sandbox, composition: Composition, train: list[Task], cursor: Cursor,
               start: int) -> tuple[int, list[dict[str, float]], float]:
@@ -295,8 +310,8 @@ class Run:
             shutil.rmtree(final)
         os.replace(tmp, final)
         _write_atomic(root / LATEST, name + "\n")
-        kept = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("iter_"))
-        for old in kept[:-self.cfg.keep_checkpoints]:
+        others = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("iter_") and p.name != name)
+        for old in others[:max(0, len(others) - (self.cfg.keep_checkpoints - 1))]:
             shutil.rmtree(old)
         return final
 
@@ -310,6 +325,17 @@ class Run:
         return {"iterations": iterations, "wall_s": wall, "this_session": len(history),
                 "means": {k: mean(k) for k in keys}, "actors_replaced": rollouts.replaced + sandbox.replaced,
                 "units_redone": rollouts.redone + sandbox.redone}
+
+
+def _drop_rows(path: Path, key: str, start: int) -> None:
+    """Remove the JSONL rows of iterations >= ``start`` (logged after the checkpoint a run resumes
+    from, and about to be run again), atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [x for x in lines if x.strip() and json.loads(x).get(key, -1) < start]
+    if len(kept) != len(lines):
+        _write_atomic(path, "".join(kept))
 
 
 def _parses(text: str) -> bool:

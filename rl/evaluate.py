@@ -71,6 +71,9 @@ def compare(models: dict[str, str | Path], tasks: Sequence[Task], train: Sequenc
     with Pool(workers=cfg.workers, limits=cfg.sandbox) as pool:
         verdicts = pool.score(items, mutants=True)
     keep = [i for i, row in enumerate(verdicts) if all(v.status != "infra" for v in row)]
+    if not keep:
+        raise ValueError("every task had an infra verdict (the sandbox failed): nothing to compare; see the "
+                         "verdicts' reasons with `trident score`")
     mutated = [i for i in keep if tasks[i].mutants]
     names = list(models)
     passed = [[float(verdicts[i][j].passed) for i in keep] for j in range(len(names))]

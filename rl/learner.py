@@ -95,6 +95,18 @@ def _device(cfg: LearnerConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def _to_cpu(x: Any) -> Any:
+    """``x`` with every tensor in it moved to CPU (a GPU learner's optimizer state, for a driver
+    or checkpoint without CUDA; ``load_state_dict`` moves it back to the parameters' device)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
 class Learner:
     """Policy (with its critic head) under training, the frozen reference and the optimizer."""
 
@@ -122,7 +134,7 @@ class Learner:
 
     def state(self) -> dict[str, Any]:
         """Everything a resume needs besides the driver's own: weights, optimizer, RNG, updates."""
-        return {"model": self.weights(), "optimizer": self.opt.state_dict(), "generator": self.generator.get_state(),
+        return {"model": self.weights(), "optimizer": _to_cpu(self.opt.state_dict()), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "updates": self.updates}
 
     def load_state(self, state: dict[str, Any]) -> int:
@@ -152,8 +164,13 @@ class Learner:
             valid = ~torch.isnan(r)
             mask = ro.step_mask & valid[:, None]
             values = ro.values(self.pad).exp() if self.cfg.advantage != "group" else None
-            r0 = torch.nan_to_num(r, nan=0.0)
-            adv = fn(r0, values, mask, ro.group, lam=self.cfg.lam)
+            # Only samples with a reward reach the estimator: an unrewarded one must not pull a
+            # group's baseline toward 0.
+            rows = valid.nonzero().flatten()
+            adv = torch.zeros(mask.shape, dtype=torch.float32)
+            if rows.numel():
+                adv[rows] = fn(r[rows], None if values is None else values[rows], mask[rows], ro.group[rows],
+                               lam=self.cfg.lam).float()
             out.append((torch.where(mask, adv, 0.0), mask))
         if self.cfg.whiten:
             flat = torch.cat([a[m] for a, m in out])

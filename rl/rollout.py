@@ -55,6 +55,9 @@ class RolloutConfig:
             raise ValueError(f"rollout.samples={self.samples} must be >= 1 (4 or more for the 'group' advantage)")
         if self.start not in ("edit", "mask"):
             raise ValueError(f"rollout.start={self.start!r} must be 'edit' or 'mask'")
+        if self.sampler.top_p < 1.0:
+            raise ValueError(f"rollout.sampler.top_p={self.sampler.top_p}: RL needs top_p=1 (a token outside the nucleus "
+                             f"the learner recomputes would have no log-probability); lower the temperature instead")
         if not 0.0 <= self.mask_share <= 1.0:
             raise ValueError(f"rollout.mask_share={self.mask_share} must lie in [0, 1]")
         if self.retrieve_k < 1 or self.adapt_cap < 1:

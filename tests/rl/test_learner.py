@@ -107,3 +107,34 @@ def test_bf16_learner_runs_on_cpu(tiny_model_dir, rollouts):
     assert metrics["rl/optimizer_steps"] == 1.0
     assert all(math.isfinite(v) for v in metrics.values())
     assert learner.info()["device"] == "cpu"
+
+
+def test_entropy_bonus_gives_finite_gradients(tiny_model_dir, rollouts):
+    """Banned tokens hold -inf log-probs; the entropy's backward must not turn them into NaN."""
+    from rl.learner import Learner, LearnerConfig
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(epochs=1, minibatch=64, entropy_coef=0.01, lr=1e-3))
+    learner.train([ro], [torch.tensor([1.0, 0.0, 0.5] * 5)])
+    assert all(torch.isfinite(w).all() for w in learner.weights().values())
+
+
+def test_group_baselines_ignore_samples_without_a_reward(tiny_model_dir, rollouts):
+    from rl.advantages import group
+    from rl.learner import Learner, LearnerConfig
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(advantage="group", whiten=False))
+    r = torch.tensor([1.0, 0.0, float("nan")] * 5)
+    adv, mask = learner.advantages([ro], [r])[0]
+    keep = torch.tensor([True, True, False] * 5)
+    expect = group(r[keep], None, ro.step_mask[keep], ro.group[keep])
+    assert torch.allclose(adv[keep], expect) and not mask[~keep].any()
+
+
+def test_rl_sampling_refuses_top_p():
+    from pretrain.sampler import SamplerConfig
+    from rl.rollout import RolloutConfig
+
+    with pytest.raises(ValueError, match="RL needs top_p=1"):
+        RolloutConfig(sampler=SamplerConfig(top_p=0.9, temperature=1.0))

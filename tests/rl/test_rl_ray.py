@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,13 @@ def test_resume_continues_at_the_next_iteration_with_the_same_batch(local_ray, t
 
     for it in range(3):
         assert tasks_of(stopped, it) == tasks_of(straight, it), it
+    # stopped after iteration 2 was logged but before its checkpoint: its rows are not doubled
+    shutil.rmtree(stopped / "final")
+    (stopped / "summary.json").unlink()
+    (stopped / "checkpoints" / "latest").write_text("iter_000002\n")
+    run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=3))
+    assert [m["step"] for m in rows(stopped / "metrics.jsonl")] == [0, 1, 2]
+    assert tasks_of(stopped, 2) == tasks_of(straight, 2)
     # a different run config is refused with the fix, and nothing is overwritten
     from rl.learner import RLError
 
