@@ -26,6 +26,31 @@ VARIANTS = {
 }
 
 
+def summarize(out: Path, names: list[str]) -> str:
+    """Per run: iterations in the budget, the training reward and pass/kill rates of the first and
+    last ten iterations, and the time split (per iteration, the first left out)."""
+    import json
+
+    lines = [f"{'run':<16} {'iters':>5} {'reward first10 -> last10':>26} {'pass':>13} {'kill':>13} "
+             f"{'rollout':>7} {'reward':>6} {'learn':>6} {'wait':>5} {'wait share':>10}"]
+    for name in names:
+        rows = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+        def mean(key: str, part: list[dict]) -> float:
+            xs = [r[key] for r in part if r.get(key) is not None]
+            return sum(xs) / len(xs) if xs else float("nan")
+
+        first, last, timed = rows[:10], rows[-10:], rows[1:]
+        wall = sum(r["time/iteration_s"] for r in timed)
+        lines.append(
+            f"{name:<16} {len(rows):>5} {mean('rewards/trident/mean', first):>12.3f} -> {mean('rewards/trident/mean', last):.3f}"
+            f"      {mean('rl/pass_rate', first):.3f}->{mean('rl/pass_rate', last):.3f} "
+            f"{mean('rl/kill_rate', first):.3f}->{mean('rl/kill_rate', last):.3f} "
+            f"{mean('time/rollout_s', timed):7.1f} {mean('time/reward_s', timed):6.1f} {mean('time/learn_s', timed):6.1f} "
+            f"{mean('time/wait_s', timed):5.1f} {100 * sum(r['time/wait_s'] for r in timed) / wall:9.1f}%")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/rlexp"), help="folder of the runs and the comparison")
@@ -50,8 +75,9 @@ def main() -> None:
         cmd += ["--max-tasks", str(args.max_tasks)]
     print(" ".join(cmd[1:]), flush=True)
     result = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    print(result.stdout)
-    (args.out / "compare.txt").write_text(result.stdout)
+    table = summarize(args.out, args.only)
+    print(table + "\n\n" + result.stdout)
+    (args.out / "compare.txt").write_text(table + "\n\n" + result.stdout)
 
 
 if __name__ == "__main__":

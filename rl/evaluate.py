@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -109,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="valid", help="split to evaluate on")
     parser.add_argument("--max-tasks", type=int, default=None, help="at most this many tasks (first in file order)")
     parser.add_argument("--workers", type=int, default=0, help="sandbox workers (0 = one per core)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0 = greedy (the evaluation's edit system); > 0 samples at this temperature (as rollouts do)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (with --temperature)")
+    parser.add_argument("--edit-threshold", type=float, default=None,
+                        help="remask the start's positions whose sigma(critic) is below this (default: the evaluation's 0.05)")
     parser.add_argument("--out", type=Path, default=None, help="report JSON")
     args = parser.parse_args(argv)
     models: dict[str, str] = {}
@@ -127,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = [t for t in tasks if t.split == "train"]
     if not split:
         parser.error(f"--split {args.split}: the task file has no such tasks")
-    report = compare(models, split, train, cfg=EvalConfig(split=args.split, workers=args.workers, sandbox=Limits()))
+    cfg = EvalConfig(split=args.split, workers=args.workers, sandbox=Limits())
+    cfg.sampler = replace(cfg.sampler, temperature=args.temperature, seed=args.seed,
+                          edit_threshold=cfg.sampler.edit_threshold if args.edit_threshold is None else args.edit_threshold)
+    report = compare(models, split, train, cfg=cfg)
+    report["temperature"], report["edit_threshold"] = args.temperature, cfg.sampler.edit_threshold
     print(format_report(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
