@@ -43,8 +43,15 @@ def test_bad_type_is_one_clear_error(tmp_path):
 
 
 def test_jobs_not_yet_available_say_so():
-    r = trident("rl")
+    r = trident("eval")
     assert r.returncode == 2 and "not available in this version yet" in r.stderr
+
+
+def test_rl_without_a_model_is_one_clear_error(tmp_path):
+    r = trident("rl", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "rl"), cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "is not a Trident model directory" in r.stderr and "trident sft" in r.stderr
+    assert not (tmp_path / "rl").exists()  # nothing written, no Ray started
 
 
 def test_mine_and_score_end_to_end(tmp_path):
