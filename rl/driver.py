@@ -28,6 +28,7 @@ import torch
 
 from pretrain.evaluate import auroc
 from pretrain.metrics import MetricLogger
+from pretrain.sampler import is_assertion
 from pretrain.sft import Cursor
 from rewards.composition import Composition
 from sandbox.tasks import Task, load_tasks
@@ -255,29 +256,14 @@ class Run:
         done = rollouts.rollouts(chunks)
         t_roll = time.perf_counter() - t0
         t1 = time.perf_counter()
-        items = []
-        for j, ro in enumerate(done):
-            G = cfg.rollout.samples
-            for q, task in enumerate(shares[j]):
-                items.append((task, ro.texts[q * G:(q + 1) * G]))
-        verdicts = sandbox.score(items, mutants=composition.mutants)
-        rewards = []
-        k = 0
-        tasks_all, texts_all, verdicts_all = [], [], []
-        for j, ro in enumerate(done):
-            G = cfg.rollout.samples
-            per = [v for q in range(len(shares[j])) for v in verdicts[k + q]]
-            k += len(shares[j])
-            ts = [task for task in shares[j] for _ in range(G)]
-            tasks_all += ts
-            texts_all += ro.texts
-            verdicts_all += per
-        rew, metrics, records = compose(composition, tasks_all, texts_all, verdicts_all)
-        lo = 0
-        for ro in done:
-            rewards.append(rew[lo:lo + len(ro)])
-            lo += len(ro)
-        passed = [float(v.passed) for v in verdicts_all if v.status != "infra"]
+        # Rows are task-major within each share, and shares are in task order: one flat list each.
+        G = cfg.rollout.samples
+        tasks = [task for share in shares for task in share]
+        texts_all = [text for ro in done for text in ro.texts]
+        items = [(task, texts_all[i * G:(i + 1) * G]) for i, task in enumerate(tasks)]
+        verdicts_all = [v for row in sandbox.score(items, mutants=composition.mutants) for v in row]
+        rew, metrics, records = compose(composition, [t for t in tasks for _ in range(G)], texts_all, verdicts_all)
+        rewards = list(torch.split(rew, [len(ro) for ro in done]))
         final_v = torch.cat([ro.final_log_v for ro in done]).exp()
         ok = [i for i, v in enumerate(verdicts_all) if v.status != "infra"]
         if ok:
@@ -287,8 +273,8 @@ class Run:
         metrics["time/rollout_s"] = t_roll
         metrics["time/reward_s"] = time.perf_counter() - t1
         metrics["time/produce_s"] = time.perf_counter() - t0
-        metrics["rl/samples"] = float(len(passed))
-        metrics["rl/ast_valid"] = sum(1 for t in texts_all if _parses(t)) / max(1, len(texts_all))
+        metrics["rl/samples"] = float(len(ok))
+        metrics["rl/ast_valid"] = sum(1 for t in texts_all if is_assertion(t)) / max(1, len(texts_all))
         metrics["rl/distinct"] = len(set(texts_all)) / max(1, len(texts_all))
         return Batch(it, done, rewards, metrics, records)
 
@@ -336,12 +322,6 @@ def _drop_rows(path: Path, key: str, start: int) -> None:
     kept = [x for x in lines if x.strip() and json.loads(x).get(key, -1) < start]
     if len(kept) != len(lines):
         _write_atomic(path, "".join(kept))
-
-
-def _parses(text: str) -> bool:
-    from pretrain.sampler import is_assertion
-
-    return is_assertion(text)
 
 
 def run(cfg: RLConfig) -> dict[str, Any]:

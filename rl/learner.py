@@ -146,9 +146,6 @@ class Learner:
         self.updates = int(state["updates"])
         return self.updates
 
-    def save_model(self, path: str) -> None:
-        self.policy.save(path)
-
     def _autocast(self):
         if self.cfg.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -219,7 +216,6 @@ class Learner:
         total = int(chosen.sum())
         if total == 0:
             return {}
-        self.policy.train(False)
         self.opt.zero_grad(set_to_none=True)
         L = tr.states.shape[-1]
         prompt_all = ro.input_ids[idx, :-L]
