@@ -119,12 +119,12 @@ def generate(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], sample
 
 
 @torch.no_grad()
-def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], retriever: Retriever, *,
-                retrieve_k: int, adapt_cap: int, batch_size: int = 64) -> list[str]:
-    """Each task's edit start: of its ``retrieve_k`` most similar training targets, each adapted to
-    the prefix's names (:func:`pretrain.names.adaptations`), the slot the model finds most likely.
-    Candidates longer than the slot are skipped; with none left, the nearest target is kept."""
-    model.eval()
+def start_candidates(encoder: Encoder, tasks: Sequence[Task], retriever: Retriever, *, retrieve_k: int,
+                     adapt_cap: int) -> tuple[list[Encoded], list[int], list[str]]:
+    """The candidate starts of each task: its ``retrieve_k`` most similar training targets, each
+    adapted to the prefix's names (:func:`pretrain.names.adaptations`), as rows (prompt + slot),
+    the index of the task each belongs to, and their texts. Candidates longer than the slot are
+    skipped, so a task may have none."""
     rows, owner, texts = [], [], []
     for i, task in enumerate(tasks):
         prompt = encoder.prompt(task)
@@ -135,6 +135,15 @@ def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], ret
                     rows.append(Encoded(task.id, prompt, fitted[0], fitted[1]))
                     owner.append(i)
                     texts.append(text)
+    return rows, owner, texts
+
+
+def edit_starts(model: DiffusionLM, encoder: Encoder, tasks: Sequence[Task], retriever: Retriever, *,
+                retrieve_k: int, adapt_cap: int, batch_size: int = 64) -> list[str]:
+    """Each task's edit start: of its :func:`start_candidates`, the slot the model finds most
+    likely; a task with none keeps its nearest target."""
+    model.eval()
+    rows, owner, texts = start_candidates(encoder, tasks, retriever, retrieve_k=retrieve_k, adapt_cap=adapt_cap)
     scores: list[float] = []
     for lo in range(0, len(rows), batch_size):
         batch = collate(rows[lo:lo + batch_size], model.special, 0.0).to(model.device)

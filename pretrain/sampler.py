@@ -642,13 +642,20 @@ def slot_log_likelihood(model: nn.Module, input_ids: torch.Tensor, attention_mas
     corruption), so this one-pass score ranks whole candidate slots, e.g. the retrieved
     assertions an edit may start from. [PAD] and [MASK] positions do not count.
     """
+    return slot_scores(model, input_ids, attention_mask)[0]
+
+
+def slot_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`slot_log_likelihood` (B,) and the critic logits of the slot (B, L), from one forward
+    (differentiable: RL learns the start choice through it)."""
     special: SpecialIds = model.special
     L, _ = _check_inputs(model, input_ids, attention_mask, None)
     slot = input_ids[:, -L:]
-    logp = F.log_softmax(model(input_ids, attention_mask, last=L).logits[:, -L:].float(), -1)
+    out = model(input_ids, attention_mask, last=L)
+    logp = F.log_softmax(out.logits[:, -L:].float(), -1)
     token = logp.gather(-1, slot[..., None]).squeeze(-1)  # (B, L)
     counted = (slot != special.pad) & (slot != special.mask)
-    return (token * counted).sum(-1)
+    return (token * counted).sum(-1), out.critic[:, -L:].float()
 
 
 def edit_start(

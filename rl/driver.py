@@ -276,6 +276,13 @@ class Run:
         metrics["rl/samples"] = float(len(ok))
         metrics["rl/ast_valid"] = sum(1 for t in texts_all if is_assertion(t)) / max(1, len(texts_all))
         metrics["rl/distinct"] = len(set(texts_all)) / max(1, len(texts_all))
+        chosen = [ro.start for ro in done if ro.start is not None]
+        if chosen:
+            # the start each sample edited, and how sure the start choice was (log-prob of the drawn one)
+            starts = [st.texts[int(c)] for st in chosen for c in st.chosen]
+            for rec, start in zip(records, starts):
+                rec["start"] = start
+            metrics["start/logp"] = float(torch.cat([st.logp for st in chosen]).mean())
         return Batch(it, done, rewards, metrics, records)
 
     def _checkpoint(self, learner, iteration: int, cursor: dict[str, int], version: int) -> Path:

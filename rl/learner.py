@@ -6,11 +6,15 @@ update over a batch of :class:`~rl.rollout.Rollouts` and their rewards:
 1. samples without a reward (an ``infra`` verdict, a gate that does not apply) are left out;
 2. advantages from the registered estimator (``gae``/``mc`` read the behaviour policy's recorded
    critic values ``V(x_k) = exp(Σ log σ(z_i))``; ``group`` needs none), whitened over the batch;
+   a learned start choice (``rl.rollout.StartChoice``) is the first action, taken in the state
+   before any start whose value is ``Σ_c π(c) V(c)`` over the candidates;
 3. ``epochs`` passes over shuffled minibatches of samples; in each, up to ``step_subsample``
    steps per sample are re-run (one forward per step on the rows that chose it, then backward,
    so memory holds one step's graph): PPO clipped surrogate with the importance ratio against the
    recorded log-probs, ``kl_coef`` · k3 KL to the frozen reference, ``entropy_coef`` bonus, and
-   ``value_coef`` · BCE of the new critic's ``V(x_k)`` toward R; gradient clipping; one step.
+   ``value_coef`` · BCE of the new critic's ``V(x_k)`` toward R; the start choice's own clipped
+   term, KL and entropy (one forward over the candidates of the minibatch's tasks; metrics under
+   ``start/``); gradient clipping; one step.
 
 Rewards must lie in [0, 1] (V is a probability): a composition with other bounds is refused with
 the fix (``clip: [0, 1]``).
@@ -29,11 +33,12 @@ from typing import Any, Literal, Sequence
 import torch
 
 from pretrain.model import DiffusionLM
-from pretrain.sampler import evaluate_step
+from pretrain.sampler import evaluate_step, slot_scores
 
 from .advantages import get_advantage
-from .ppo import explained_variance, ppo_loss, subsample_steps, value_loss, value_readout
-from .rollout import Rollouts, slot_positions
+from .ppo import (explained_variance, ppo_loss, segment_entropy, segment_log_softmax, subsample_steps, value_loss,
+                  value_readout)
+from .rollout import Rollouts, StartChoice, slot_positions
 
 __all__ = ["LearnerConfig", "Learner", "RLError"]
 
@@ -153,14 +158,31 @@ class Learner:
 
     # ---------------------------------------------------------------- update
 
+    @staticmethod
+    def _action_mask(ro: Rollouts) -> torch.Tensor:
+        """(N, A) bool: the actions each sample took — the start choice first when it was learned
+        (column 0), then the denoising steps."""
+        if ro.start is None:
+            return ro.step_mask
+        return torch.cat([torch.ones(len(ro), 1, dtype=torch.bool), ro.step_mask], dim=1)
+
+    def _values(self, ro: Rollouts) -> torch.Tensor:
+        """(N, A) log V of the state each action was taken in (before the start choice:
+        ``log Σ_c π(c) V(c)``)."""
+        if ro.start is None:
+            return ro.values(self.pad)
+        return torch.cat([ro.start.log_value[:, None], ro.values(self.pad)], dim=1)
+
     def advantages(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per chunk: (advantages (N, K), step mask (N, K)) over the samples that have a reward."""
+        """Per chunk: (advantages (N, A), action mask (N, A)) over the samples that have a reward.
+        With a learned start choice it is action 0, the first step of the MDP (the estimators
+        see it as one: ``gae`` bootstraps it from ``V(x_0)``, ``group`` gives it the group's)."""
         fn = get_advantage(self.cfg.advantage)
         out = []
         for ro, r in zip(batch, rewards):
             valid = ~torch.isnan(r)
-            mask = ro.step_mask & valid[:, None]
-            values = ro.values(self.pad).exp() if self.cfg.advantage != "group" else None
+            mask = self._action_mask(ro) & valid[:, None]
+            values = self._values(ro).exp() if self.cfg.advantage != "group" else None
             # Only samples with a reward reach the estimator: an unrewarded one must not pull a
             # group's baseline toward 0.
             rows = valid.nonzero().flatten()
@@ -186,6 +208,11 @@ class Learner:
                 raise RLError(f"rewards must lie in [0, 1] for the value V = P(success), got [{float(finite.min()):g}, "
                               f"{float(finite.max()):g}]; add 'clip: [0, 1]' to the reward composition")
         advs = self.advantages(batch, rewards)
+        # The reference's start log-probs, once per batch (it is frozen): one forward over the candidates.
+        with torch.no_grad(), self._autocast():
+            ref_start = [None if ro.start is None else self._start_log_probs(self.reference, ro.start,
+                                                                             torch.arange(len(ro)))[0].float()
+                         for ro in batch]
         sums: dict[str, float] = {}
         n_opt = 0
         for _ in range(self.cfg.epochs):
@@ -197,7 +224,7 @@ class Learner:
             for c, rows in by_chunk.items():
                 for lo in range(0, len(rows), self.cfg.minibatch):
                     idx = torch.tensor(sorted(rows[lo:lo + self.cfg.minibatch]))
-                    m = self._minibatch(batch[c], rewards[c], advs[c][0], advs[c][1], idx)
+                    m = self._minibatch(batch[c], rewards[c], advs[c][0], advs[c][1], idx, ref_start[c])
                     for k, v in m.items():
                         sums[k] = sums.get(k, 0.0) + v
                     n_opt += 1
@@ -209,11 +236,13 @@ class Learner:
         return metrics
 
     def _minibatch(self, ro: Rollouts, r: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                   idx: torch.Tensor) -> dict[str, float]:
+                   idx: torch.Tensor, ref_start: torch.Tensor | None = None) -> dict[str, float]:
         cfg, dev = self.cfg, self.device
         tr = ro.trajectory
-        chosen = subsample_steps(mask[idx], cfg.step_subsample, self.generator)  # (n, K)
-        total = int(chosen.sum())
+        off = 0 if ro.start is None else 1  # column 0 of adv and mask is the start action
+        starting = idx[mask[idx, 0]] if off else idx[:0]
+        chosen = subsample_steps(mask[idx, off:], cfg.step_subsample, self.generator)  # (n, K)
+        total = int(chosen.sum()) + len(starting)
         if total == 0:
             return {}
         self.opt.zero_grad(set_to_none=True)
@@ -233,7 +262,7 @@ class Learner:
                 with torch.no_grad():
                     ref = evaluate_step(self.reference, prompt, attn, state, tokens, commit, tr)
             one = torch.ones(len(sub), 1, dtype=torch.bool, device=dev)
-            loss, m = ppo_loss(step.logp[:, None], tr.logprobs[k, rows].to(dev)[:, None], adv[rows, k].to(dev)[:, None],
+            loss, m = ppo_loss(step.logp[:, None], tr.logprobs[k, rows].to(dev)[:, None], adv[rows, k + off].to(dev)[:, None],
                                one, clip=cfg.clip, ref_logp=ref.logp.detach()[:, None], kl_coef=cfg.kl_coef,
                                entropy=step.entropy[:, None], entropy_coef=cfg.entropy_coef)
             log_v = value_readout(step.critic, slot_positions(state, self.pad))
@@ -241,7 +270,11 @@ class Learner:
             ((loss + cfg.value_coef * v_loss) * share).backward()
             m["rl/value_loss"] = v_loss.detach()
             for name, value in m.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * share
+                sums[name] = sums.get(name, 0.0) + float(value) * len(sub) / (total - len(starting))
+        if len(starting):
+            assert ref_start is not None
+            sums.update(self._start_loss(ro, starting, adv[starting, 0].to(dev), ref_start[starting],
+                                         len(starting) / total))
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
             sums["rl/grad_norm"] = float(norm)
@@ -249,13 +282,43 @@ class Learner:
         sums["rl/steps_per_sample"] = total / len(idx)
         return sums
 
+    def _start_log_probs(self, model: DiffusionLM, st: StartChoice, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π(chosen) (n,) of ``rows``' start choices under ``model``, and the entropy (n,) of
+        each one's choice: one forward over the candidates of their tasks."""
+        dev = self.device
+        tasks, local = torch.unique(st.owner[st.chosen[rows]], return_inverse=True)
+        cand = torch.nonzero(torch.isin(st.owner, tasks)).flatten()
+        seg = torch.searchsorted(tasks, st.owner[cand]).to(dev)
+        ll, _ = slot_scores(model, st.input_ids[cand].to(dev), st.attention_mask[cand].to(dev))
+        logp = segment_log_softmax(ll / st.temperature, seg, len(tasks))
+        where = torch.full((len(st.owner),), -1, dtype=torch.long)
+        where[cand] = torch.arange(len(cand))
+        entropy = segment_entropy(logp, seg, len(tasks))
+        return logp[where[st.chosen[rows]].to(dev)], entropy[local.to(dev)]
+
+    def _start_loss(self, ro: Rollouts, rows: torch.Tensor, adv: torch.Tensor, ref: torch.Tensor,
+                    share: float) -> dict[str, float]:
+        """The start action's PPO term for ``rows`` (backward done, weighted by ``share``) with the
+        reference's log-probs ``ref`` of their choices; its metrics under ``start/``."""
+        cfg, st = self.cfg, ro.start
+        assert st is not None
+        with self._autocast():
+            logp, entropy = self._start_log_probs(self.policy, st, rows)
+        ref = ref.to(self.device)
+        loss, m = ppo_loss(logp[:, None], st.logp[rows].to(self.device)[:, None], adv[:, None],
+                           torch.ones(len(rows), 1, dtype=torch.bool, device=self.device), clip=cfg.clip,
+                           ref_logp=ref[:, None], kl_coef=cfg.kl_coef, entropy=entropy[:, None],
+                           entropy_coef=cfg.entropy_coef)
+        (loss * share).backward()
+        return {"start/" + k.split("/", 1)[1]: float(v) for k, v in m.items()}
+
     def _value_metrics(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
                        advs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         """Explained variance of the behaviour critic's V(x_k) for R over valid steps; advantage stats."""
         vs, rs, flat = [], [], []
         for ro, r, (a, m) in zip(batch, rewards, advs):
             flat.append(a[m])
-            values = ro.values(self.pad).exp()
+            values = self._values(ro).exp()
             vs.append(values[m])
             rs.append(torch.nan_to_num(r, nan=0.0)[:, None].expand_as(m)[m])
         out: dict[str, float] = {}

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["value_readout", "value_loss", "ppo_loss", "kl_k3", "subsample_steps", "explained_variance"]
+__all__ = ["value_readout", "value_loss", "ppo_loss", "kl_k3", "subsample_steps", "explained_variance",
+           "segment_log_softmax", "segment_entropy"]
 
 
 def value_readout(critic_logits: torch.Tensor, slot_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,3 +99,20 @@ def explained_variance(values: torch.Tensor, targets: torch.Tensor) -> float:
     if float(var) == 0:
         return float("nan")
     return float(1 - (t - v).var(unbiased=False) / var)
+
+
+def segment_log_softmax(scores: torch.Tensor, segments: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """(C,) log-softmax of ``scores`` (C,) within each segment (``segments`` (C,) long in [0, n)):
+    the log-probability of each candidate among those of its own task (the start action)."""
+    n = int(segments.max()) + 1 if n is None else n
+    s = scores.float()
+    top = torch.full((n,), float("-inf"), device=s.device).scatter_reduce(0, segments, s.detach(), "amax")
+    shifted = s - top[segments]
+    total = torch.zeros(n, device=s.device).index_add(0, segments, shifted.exp())
+    return shifted - total.log()[segments]
+
+
+def segment_entropy(logp: torch.Tensor, segments: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """(n,) entropy of each segment's distribution, from its members' log-probabilities (C,)."""
+    n = int(segments.max()) + 1 if n is None else n
+    return torch.zeros(n, device=logp.device, dtype=logp.dtype).index_add(0, segments, -(logp.exp() * logp))

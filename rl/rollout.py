@@ -20,16 +20,16 @@ from typing import Literal, Sequence
 
 import torch
 
-from pretrain.data import DataConfig, Encoder, collate
-from pretrain.evaluate import edit_starts, start_rows
+from pretrain.data import DataConfig, Encoded, Encoder, collate
+from pretrain.evaluate import edit_starts, start_candidates, start_rows
 from pretrain.model import DiffusionLM
 from pretrain.retrieval import Retriever
-from pretrain.sampler import SamplerConfig, Trajectory, diffusion_generate, edit_start
+from pretrain.sampler import SamplerConfig, Trajectory, diffusion_generate, edit_start, slot_scores
 from sandbox.tasks import Task
 
-from .ppo import value_readout
+from .ppo import segment_log_softmax, value_readout
 
-__all__ = ["RolloutConfig", "Rollouts", "RolloutWorker", "slot_positions"]
+__all__ = ["RolloutConfig", "Rollouts", "RolloutWorker", "StartChoice", "slot_positions"]
 
 
 def _default_sampler() -> SamplerConfig:
@@ -47,6 +47,8 @@ class RolloutConfig:
     start: Literal["edit", "mask"] = field(default="edit", metadata={"help": "edit: denoise from the start the model picks among retrieved training targets, its doubtful positions remasked; mask: from an all-[MASK] slot"})
     retrieve_k: int = field(default=5, metadata={"help": "edit: the model picks its start among this many most similar training targets"})
     adapt_cap: int = field(default=16, metadata={"help": "edit: at most this many name adaptations per retrieved target"})
+    start_temperature: float = field(default=1.0, metadata={"help": "edit: draw each sample's start among its task's candidates with probability proportional to exp(log-likelihood / start_temperature), an action the learner trains (the evaluation takes the most likely); 0 = always the most likely, not learned"})
+    start_top: int = field(default=8, metadata={"help": "edit: the start is drawn among the task's this many most likely candidates (the learner re-scores them every minibatch)"})
     mask_share: float = field(default=0.3, metadata={"help": "edit: besides the positions the critic doubts, mask a share of the start's other positions, drawn per sample from U(0, mask_share), so that every sample has something to decide"})
     sampler: SamplerConfig = field(default_factory=_default_sampler, metadata={"help": "sampler settings (temperature > 0 so a task's samples differ; remask critic | confidence | none)"})
 
@@ -60,14 +62,33 @@ class RolloutConfig:
                              f"the learner recomputes would have no log-probability); lower the temperature instead")
         if not 0.0 <= self.mask_share <= 1.0:
             raise ValueError(f"rollout.mask_share={self.mask_share} must lie in [0, 1]")
-        if self.retrieve_k < 1 or self.adapt_cap < 1:
-            raise ValueError("rollout.retrieve_k and rollout.adapt_cap must be >= 1")
+        if self.start_temperature < 0:
+            raise ValueError(f"rollout.start_temperature={self.start_temperature} must be >= 0 (0 = the most likely start)")
+        if self.retrieve_k < 1 or self.adapt_cap < 1 or self.start_top < 1:
+            raise ValueError("rollout.retrieve_k, rollout.adapt_cap and rollout.start_top must be >= 1")
 
 
 def slot_positions(states: torch.Tensor, pad: int) -> torch.Tensor:
     """(..., L) bool: the slot positions the value counts — all but the [PAD]s after an [EOS]
     (a state's undecided positions hold [MASK], never [PAD])."""
     return states != pad
+
+
+@dataclass
+class StartChoice:
+    """The start action of an edit rollout: each sample's start drawn among its task's candidate
+    starts with ``π(c) ∝ exp(ℓ(c) / temperature)``, ℓ the policy's slot log-likelihood
+    (:func:`pretrain.sampler.slot_log_likelihood`) — the score whose argmax the evaluation starts
+    from. What the learner needs to recompute ``log π(c)``: the candidate rows and who owns them."""
+
+    input_ids: torch.Tensor  # (C, T') every candidate: prompt + slot
+    attention_mask: torch.Tensor  # (C, T')
+    owner: torch.Tensor  # (C,) long: the candidate's task, 0.. within these rollouts
+    texts: list[str]  # (C,)
+    chosen: torch.Tensor  # (N,) long: each sample's candidate
+    logp: torch.Tensor  # (N,) log π(chosen) under the behaviour policy
+    log_value: torch.Tensor  # (N,) log Σ_c π(c) V(c): the behaviour critic's value before the choice
+    temperature: float
 
 
 @dataclass
@@ -83,6 +104,7 @@ class Rollouts:
     attention_mask: torch.Tensor  # (N, T)
     trajectory: Trajectory
     final_log_v: torch.Tensor  # (N,) log V of the finished slot under the behaviour policy's critic
+    start: StartChoice | None = None  # the learned start action (edit rollouts with start_temperature > 0)
     seconds: float = 0.0
 
     def __len__(self) -> int:
@@ -151,17 +173,20 @@ class RolloutWorker:
         """``cfg.samples`` samples of each task (rows task-major), sampled with ``seed``."""
         t0 = time.perf_counter()
         model, cfg = self.model, self.cfg
-        starts = None
-        if cfg.start == "edit":
-            assert self.retriever is not None
-            starts = edit_starts(model, self.encoder, tasks, self.retriever, retrieve_k=cfg.retrieve_k,
-                                 adapt_cap=cfg.adapt_cap)
-        rows = start_rows(self.encoder, tasks, starts)
         G = cfg.samples
-        batch = collate([r for r in rows for _ in range(G)], model.special, 0.0).to(model.device)
+        starts, choice = None, None
+        if cfg.start == "edit" and cfg.start_temperature > 0:
+            choice, rows = self._choose_starts(tasks, seed)
+        else:
+            if cfg.start == "edit":
+                assert self.retriever is not None
+                starts = edit_starts(model, self.encoder, tasks, self.retriever, retrieve_k=cfg.retrieve_k,
+                                     adapt_cap=cfg.adapt_cap)
+            rows = [r for r in start_rows(self.encoder, tasks, starts) for _ in range(G)]
+        batch = collate(rows, model.special, 0.0).to(model.device)
         ids = batch.input_ids
         sampler = replace(cfg.sampler, seed=seed)
-        if starts is not None:
+        if cfg.start == "edit":
             ids = edit_start(model, ids, batch.attention_mask, sampler)
             if cfg.mask_share > 0:
                 ids = self._explore(ids, seed)
@@ -175,4 +200,56 @@ class RolloutWorker:
         assert result.trajectory is not None
         return Rollouts(iteration=iteration, version=self.version, task_ids=[t.id for t in tasks for _ in range(G)],
                         group=group, texts=texts, input_ids=ids.cpu(), attention_mask=batch.attention_mask.cpu(),
-                        trajectory=result.trajectory, final_log_v=final_log_v, seconds=time.perf_counter() - t0)
+                        trajectory=result.trajectory, final_log_v=final_log_v, start=choice,
+                        seconds=time.perf_counter() - t0)
+
+    def _choose_starts(self, tasks: Sequence[Task], seed: int) -> tuple[StartChoice, list[Encoded]]:
+        """Draw ``samples`` starts per task among its ``start_top`` most likely candidates (a task
+        without any fitting candidate has one: its nearest target, or an all-[MASK] slot); the
+        rows, task-major."""
+        model, cfg, G = self.model, self.cfg, self.cfg.samples
+        assert self.retriever is not None
+        rows, owner, texts = start_candidates(self.encoder, tasks, self.retriever, retrieve_k=cfg.retrieve_k,
+                                              adapt_cap=cfg.adapt_cap)
+        for i in sorted(set(range(len(tasks))) - set(owner)):
+            nearest = self.retriever.nearest(tasks[i]).target
+            rows.append(start_rows(self.encoder, [tasks[i]], [nearest])[0])
+            owner.append(i)
+            texts.append(nearest)
+        ll, _ = self._score(rows)
+        keep = []
+        for i in range(len(tasks)):
+            members = [c for c, o in enumerate(owner) if o == i]
+            keep += sorted(sorted(members, key=lambda c: -float(ll[c]))[:cfg.start_top])
+        rows, texts = [rows[c] for c in keep], [texts[c] for c in keep]
+        owners = torch.tensor([owner[c] for c in keep])
+        # Re-scored as stored (the learner recomputes log π from exactly these rows).
+        ll, log_v = self._score(rows)
+        cand = collate(rows, model.special, 0.0)
+        logp = segment_log_softmax(ll / cfg.start_temperature, owners, len(tasks))
+        # log Σ_c π(c) V(c) per task: the value before the choice, the start action's baseline
+        joint = logp + log_v
+        top = torch.full((len(tasks),), float("-inf")).scatter_reduce(0, owners, joint, "amax")
+        before = top + torch.zeros(len(tasks)).index_add(0, owners, (joint - top[owners]).exp()).log()
+        g = torch.Generator().manual_seed(seed + 104729)
+        chosen = []
+        for i in range(len(tasks)):
+            members = torch.nonzero(owners == i).flatten()
+            chosen.append(members[torch.multinomial(logp[members].exp(), G, replacement=True, generator=g)])
+        picks = torch.cat(chosen)
+        choice = StartChoice(input_ids=cand.input_ids, attention_mask=cand.attention_mask, owner=owners, texts=texts,
+                             chosen=picks, logp=logp[picks], log_value=before[owners[picks]],
+                             temperature=cfg.start_temperature)
+        return choice, [rows[int(c)] for c in picks]
+
+    def _score(self, rows: Sequence[Encoded], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot log-likelihood and log V of candidate rows (collated together, as the learner sees them)."""
+        model = self.model
+        cand = collate(rows, model.special, 0.0)
+        ll, log_v = [], []
+        for lo in range(0, len(rows), batch_size):
+            ids = cand.input_ids[lo:lo + batch_size].to(model.device)
+            score, critic = slot_scores(model, ids, cand.attention_mask[lo:lo + batch_size].to(model.device))
+            ll.append(score.cpu())
+            log_v.append(value_readout(critic, slot_positions(ids[:, -model.slot_len:], model.special.pad)).cpu())
+        return torch.cat(ll), torch.cat(log_v)

@@ -128,8 +128,11 @@ def test_group_baselines_ignore_samples_without_a_reward(tiny_model_dir, rollout
     r = torch.tensor([1.0, 0.0, float("nan")] * 5)
     adv, mask = learner.advantages([ro], [r])[0]
     keep = torch.tensor([True, True, False] * 5)
-    expect = group(r[keep], None, ro.step_mask[keep], ro.group[keep])
+    # column 0 is the learned start choice, taken by every sample; then the denoising steps
+    actions = torch.cat([torch.ones(15, 1, dtype=torch.bool), ro.step_mask], dim=1)
+    expect = group(r[keep], None, actions[keep], ro.group[keep])
     assert torch.allclose(adv[keep], expect) and not mask[~keep].any()
+    assert torch.equal(mask[keep], actions[keep])
 
 
 def test_rl_sampling_refuses_top_p():
@@ -138,3 +141,86 @@ def test_rl_sampling_refuses_top_p():
 
     with pytest.raises(ValueError, match="RL needs top_p=1"):
         RolloutConfig(sampler=SamplerConfig(top_p=0.9, temperature=1.0))
+
+
+@pytest.fixture(scope="module")
+def wide_rollouts(tiny_tokenizer, small_tasks, tmp_path_factory):
+    """Rollouts of a tiny model whose slot fits most targets, so tasks have several candidate starts."""
+    from pretrain.model import BackboneConfig, DiffusionLM
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    folder = tmp_path_factory.mktemp("rl-wide") / "model"
+    cfg = BackboneConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128)
+    DiffusionLM.build(cfg, tiny_tokenizer, slot_len=64, max_prompt=48, seed=0).save(folder)
+    train = [t for t in small_tasks if t.split == "train"]
+    # an untrained model's likelihoods differ by many nats: a high temperature spreads the draws
+    worker = RolloutWorker(str(folder), RolloutConfig(samples=4, mask_share=0.3, start_temperature=50.0), train)
+    return folder, worker, worker.rollout(train[:5], iteration=0, seed=5), train[:5]
+
+
+def test_a_rollout_records_its_start_choice(wide_rollouts):
+    from rl.learner import Learner, LearnerConfig
+    from rl.ppo import segment_log_softmax
+
+    model_dir, worker, ro, tasks = wide_rollouts
+    st = ro.start
+    assert len(st.owner) > len(tasks)  # some task has a choice to make
+    assert st is not None and st.temperature == 50.0
+    # every task has candidates; each sample's start is one of its own task's
+    assert set(st.owner.tolist()) == set(range(len(tasks)))
+    assert st.owner[st.chosen].tolist() == [g for g in range(5) for _ in range(4)]
+    # the probabilities of a task's candidates sum to one, and log V before the choice is a log-probability
+    learner = Learner(str(model_dir), LearnerConfig())
+    with torch.no_grad():
+        logp, entropy = learner._start_log_probs(learner.policy, st, torch.arange(len(ro)))
+    assert torch.allclose(logp, st.logp, atol=1e-4)  # the learner recomputes what was sampled
+    assert (entropy >= 0).all() and (st.log_value <= 0).all()
+    # the slot each sample starts from is its candidate's, up to the positions remasked for editing
+    L = worker.model.slot_len
+    mask_id = worker.model.special.mask
+    start_slot = st.input_ids[st.chosen, -L:]
+    kept = ro.input_ids[:, -L:] != mask_id
+    assert torch.equal(ro.input_ids[:, -L:][kept], start_slot[kept])
+    # the drawn choices follow the distribution: a one-candidate task always has log-prob 0
+    probs = segment_log_softmax(torch.zeros(len(st.owner)), st.owner).exp()
+    single = [i for i in range(5) if int((st.owner == i).sum()) == 1]
+    assert all(float(probs[st.owner == i].sum()) == pytest.approx(1.0) for i in range(5))
+    for i in single:
+        assert torch.allclose(st.logp[st.owner[st.chosen] == i], torch.zeros(1))
+
+
+def test_the_start_choice_learns_toward_the_rewarded_candidate(wide_rollouts):
+    from rl.learner import Learner, LearnerConfig
+
+    model_dir, _, ro, _ = wide_rollouts
+    st = ro.start
+    # a task whose samples started from different candidates: reward one of them
+    task = next(i for i in range(5) if len(set(st.chosen[st.owner[st.chosen] == i].tolist())) > 1)
+    rows = torch.nonzero(st.owner[st.chosen] == task).flatten()
+    good = int(st.chosen[rows[0]])
+    rewards = torch.full((len(ro),), float("nan"))
+    rewards[rows] = (st.chosen[rows] == good).float()
+    learner = Learner(str(model_dir), LearnerConfig(advantage="group", lr=3e-3, epochs=4, kl_coef=0.0,
+                                                         step_subsample=1))
+    with torch.no_grad():
+        before = learner._start_log_probs(learner.policy, st, rows)[0][0]
+    metrics = learner.train([ro], [rewards])
+    with torch.no_grad():
+        after = learner._start_log_probs(learner.policy, st, rows)[0][0]
+    assert float(after) > float(before)
+    assert {"start/policy_loss", "start/kl_ref", "start/entropy", "start/clip_frac"} <= set(metrics)
+
+
+def test_a_greedy_start_is_not_an_action(tiny_model_dir, small_tasks):
+    from rl.learner import Learner, LearnerConfig
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    train = [t for t in small_tasks if t.split == "train"]
+    worker = RolloutWorker(str(tiny_model_dir), RolloutConfig(samples=2, start_temperature=0.0, mask_share=0.6), train)
+    ro = worker.rollout(train[:3], iteration=0, seed=1)
+    assert ro.start is None
+    adv, mask = Learner(str(tiny_model_dir), LearnerConfig(advantage="group")).advantages([ro], [torch.ones(6)])[0]
+    assert mask.shape == ro.step_mask.shape
+    with pytest.raises(ValueError, match="start_temperature"):
+        RolloutConfig(start_temperature=-1.0)

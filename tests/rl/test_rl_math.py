@@ -121,3 +121,37 @@ def test_subsample_steps_and_explained_variance():
     assert explained_variance(t, t) == 1.0
     assert explained_variance(torch.full((4,), 0.5), t) == pytest.approx(0.0)
     assert math.isnan(explained_variance(t, torch.ones(4)))
+
+
+def test_segment_log_softmax_and_entropy_are_per_segment():
+    from rl.ppo import segment_entropy, segment_log_softmax
+
+    scores = torch.tensor([1.0, 3.0, -2.0, 0.5, 0.5, 100.0])
+    seg = torch.tensor([0, 0, 0, 1, 1, 2])
+    logp = segment_log_softmax(scores, seg)
+    for s in range(3):
+        part = scores[seg == s]
+        assert torch.allclose(logp[seg == s], torch.log_softmax(part, 0))
+        p = torch.softmax(part, 0)
+        assert torch.allclose(segment_entropy(logp, seg)[s], -(p * p.log()).sum())
+    assert torch.allclose(segment_entropy(logp, seg)[1], torch.tensor(math.log(2)))
+    # differentiable: the gradient of a chosen candidate's log-prob sums to zero within its segment
+    x = scores.clone().requires_grad_(True)
+    segment_log_softmax(x, seg)[1].backward()
+    assert torch.allclose(x.grad[:3].sum(), torch.tensor(0.0), atol=1e-6) and (x.grad[3:] == 0).all()
+
+
+def test_the_start_action_is_the_first_step_of_gae():
+    # A start column whose value is the value before the choice: at lambda = 1 its advantage is
+    # R - V_before; with no denoising step after it, R - V_before at any lambda.
+    from rl.advantages import gae
+
+    r = torch.tensor([1.0, 0.0])
+    values = torch.tensor([[0.4, 0.5, 0.8], [0.3, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    a1 = gae(r, values, mask, lam=1.0)
+    assert torch.allclose(a1[:, 0], r - values[:, 0])
+    a = gae(r, values, mask, lam=0.5)
+    # row 0: d2 = 1 - .8, d1 = .8 - .5, d0 = .5 - .4; A0 = d0 + .5 d1 + .25 d2
+    assert a[0, 0].item() == pytest.approx(0.1 + 0.5 * 0.3 + 0.25 * 0.2)
+    assert a[1, 0].item() == pytest.approx(-0.3)
