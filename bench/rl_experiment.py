@@ -1,10 +1,11 @@
-"""The RL experiment: from the default SFT model, three RL runs of 18.5 minutes each (under 20 with
+"""The RL experiment: from the default SFT model, four RL runs of 18.5 minutes each (under 20 with
 start-up) on 2 cores, compared
 with the SFT model on the valid split (pass and kill rates, bootstrap 95 % intervals).
 
 - ``gae-critic``: configs/rl.yaml as it is (GAE with the critic as value, critic remasking);
 - ``group-critic``: the critic-free ``group`` advantage, same sampler;
-- ``gae-confidence``: GAE, but rollouts remask by the generator's confidence, not the critic.
+- ``gae-confidence``: GAE, but rollouts remask by the generator's confidence, not the critic;
+- ``group-kill``: ``group``, with the reward weighing kill 0.75 and pans 0.25 (0.5 / 0.5 by default).
 
     python bench/rl_experiment.py                    # results in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
@@ -24,6 +25,7 @@ VARIANTS = {
     "gae-critic": [],
     "group-critic": ["learner.advantage=group"],
     "gae-confidence": ["rollout.sampler.remask=confidence"],
+    "group-kill": ["learner.advantage=group", "rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
 }
 
 

@@ -279,7 +279,7 @@ class Learner:
             norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
             sums["rl/grad_norm"] = float(norm)
         self.opt.step()
-        sums["rl/steps_per_sample"] = total / len(idx)
+        sums["rl/steps_per_sample"] = (total - len(starting)) / len(idx)  # denoising steps re-run
         return sums
 
     def _start_log_probs(self, model: DiffusionLM, st: StartChoice, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
