@@ -5,7 +5,8 @@ with the SFT model on the valid split (pass and kill rates, bootstrap 95 % inter
 - ``gae-critic``: configs/rl.yaml as it is (GAE with the critic as value, critic remasking);
 - ``group-critic``: the critic-free ``group`` advantage, same sampler;
 - ``gae-confidence``: GAE, but rollouts remask by the generator's confidence, not the critic;
-- ``group-kill``: ``group``, with the reward weighing kill 0.75 and pans 0.25 (0.5 / 0.5 by default).
+- ``group-kill``: ``group``, with the reward weighing kill 0.75 and pans 0.25 (0.5 / 0.5 by default);
+- ``group-mutants``: ``group``, trained only on tasks with mutants (every group can earn kill reward).
 
     python bench/rl_experiment.py                    # results in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
@@ -26,6 +27,7 @@ VARIANTS = {
     "group-critic": ["learner.advantage=group"],
     "gae-confidence": ["rollout.sampler.remask=confidence"],
     "group-kill": ["learner.advantage=group", "rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
+    "group-mutants": ["learner.advantage=group", "mutants_only=true"],
 }
 
 

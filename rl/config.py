@@ -43,6 +43,7 @@ class RLConfig:
     iterations: int = field(default=20, metadata={"help": "RL iterations (one batch of rollouts and one learner update each)"})
     tasks_per_iteration: int = field(default=16, metadata={"help": "training tasks per iteration (times rollout.samples samples)"})
     max_tasks: int | None = field(default=None, metadata={"help": "train on at most this many training tasks (first in file order)"})
+    mutants_only: bool = field(default=False, metadata={"help": "train only on tasks whose code has mutants, so every group carries a kill signal"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop (with a checkpoint) after this many minutes of wall time"})
     overlap: bool = field(default=True, metadata={"help": "sample and score iteration k+1 while the learner trains on k (one version stale; importance-weighted)"})
     checkpoint_every: int = field(default=5, metadata={"help": "checkpoint every N iterations (and at the end)"})

@@ -88,7 +88,7 @@ class Run:
                           f"iter_N folder or start in another out=")
         saved = json.loads((ckpt / "driver.json").read_text())["config"]
         mine = _plain(cfg)
-        for key in ("model", "tasks", "tasks_per_iteration", "max_tasks", "seed", "rollout", "rewards"):
+        for key in ("model", "tasks", "tasks_per_iteration", "max_tasks", "mutants_only", "seed", "rollout", "rewards"):
             if saved.get(key) != mine.get(key):
                 raise RLError(f"'{self.out}' holds a run with a different {key} ({saved.get(key)!r} vs "
                               f"{mine.get(key)!r}); resume with the same {key}, or give another out=")
@@ -98,6 +98,11 @@ class Run:
         train = [t for t in load_tasks(self.cfg.tasks) if t.split == "train"]
         if not train:
             raise RLError(f"task file '{self.cfg.tasks}' has no train split to learn from; mine more test files")
+        if self.cfg.mutants_only:
+            train = [t for t in train if t.mutants]
+            if not train:
+                raise RLError(f"task file '{self.cfg.tasks}' has no training task with mutants; mine with "
+                              f"mutants_per_task > 0 (trident mine --help) or set mutants_only=false")
         return train[:self.cfg.max_tasks] if self.cfg.max_tasks else train
 
     # ------------------------------------------------------------------ the loop

@@ -228,3 +228,20 @@ def test_ray_job_submit_to_a_local_head(auth, tiny_model_dir, small_tasks_file, 
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, small_tasks_file, small_tasks, tmp_path):
+    import dataclasses
+
+    from rl.driver import Run
+    from rl.learner import RLError
+    from sandbox.tasks import write_tasks
+
+    train = [t for t in small_tasks if t.split == "train"]
+    kept = Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "a", mutants_only=True))._tasks()
+    assert [t.id for t in kept] == [t.id for t in train if t.mutants]
+    assert 0 < len(kept) < len(train)
+    bare = tmp_path / "bare.jsonl"
+    write_tasks(bare, (dataclasses.replace(t, mutants=[]) for t in small_tasks), package="networkx")
+    with pytest.raises(RLError, match="no training task with mutants.*mutants_only=false"):
+        Run(tiny(tiny_model_dir, bare, tmp_path / "b", mutants_only=True))._tasks()
