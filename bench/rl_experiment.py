@@ -1,14 +1,18 @@
-"""The RL experiment: from the default SFT model, four RL runs of 18.5 minutes each (under 20 with
-start-up) on 2 cores, compared
-with the SFT model on the valid split (pass and kill rates, bootstrap 95 % intervals).
+"""The RL experiment: from the default SFT model, RL runs of 18.5 minutes each (under 20 with
+start-up) on 2 cores, compared with the SFT model on the valid split (pass and kill rates,
+bootstrap 95 % intervals). The variants:
 
-- ``gae-critic``: configs/rl.yaml as it is (GAE with the critic as value, critic remasking);
-- ``group-critic``: the critic-free ``group`` advantage, same sampler;
+- ``gae-critic``: GAE with the critic as value, critic remasking;
+- ``group-critic``: configs/rl.yaml as it is (the critic-free ``group`` advantage, same sampler);
 - ``gae-confidence``: GAE, but rollouts remask by the generator's confidence, not the critic;
 - ``group-kill``: ``group``, with the reward weighing kill 0.75 and pans 0.25 (0.5 / 0.5 by default);
-- ``group-mutants``: ``group``, trained only on tasks with mutants (every group can earn kill reward).
+- ``group-mutants``: ``group``, trained only on tasks with mutants (every group can earn kill reward);
+- ``group-mutants-kill``: both: tasks with mutants only, kill 0.75 and pans 0.25;
+- ``groupmean-mutants-kill``: the same with ``group_mean`` (no division by a group's std, so a
+  group that differs in kill moves the policy 3x as much as one that differs in pans only).
 
-    python bench/rl_experiment.py                    # results in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all seven, about 2 h 30 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
 Each run is `trident rl --config configs/rl.yaml out=runs/rlexp/NAME ...`; a run whose folder
@@ -23,11 +27,14 @@ import sys
 from pathlib import Path
 
 VARIANTS = {
-    "gae-critic": [],
-    "group-critic": ["learner.advantage=group"],
-    "gae-confidence": ["rollout.sampler.remask=confidence"],
-    "group-kill": ["learner.advantage=group", "rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
-    "group-mutants": ["learner.advantage=group", "mutants_only=true"],
+    "gae-critic": ["learner.advantage=gae"],
+    "group-critic": [],
+    "gae-confidence": ["learner.advantage=gae", "rollout.sampler.remask=confidence"],
+    "group-kill": ["rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
+    "group-mutants": ["mutants_only=true"],
+    "group-mutants-kill": ["mutants_only=true", "rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
+    "groupmean-mutants-kill": ["learner.advantage=group_mean", "mutants_only=true",
+                               "rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"],
 }
 
 

@@ -1,4 +1,5 @@
-"""Advantage estimators for the denoising MDP: ``gae``, ``mc``, ``group`` — registered by name.
+"""Advantage estimators for the denoising MDP: ``gae``, ``mc``, ``group``, ``group_mean`` — registered
+by name.
 
 A trajectory is a sample's K denoising steps; step k moves state x_k to x_{k+1} by committing
 tokens, and the only reward is the terminal one, R, after the last valid step. Tensors:
@@ -8,7 +9,7 @@ tokens, and the only reward is the terminal one, R, after the last valid step. T
   a critic-free estimator;
 - ``mask`` (N, K) bool: the steps a sample really took — a prefix of each row (samples finish at
   different steps);
-- ``groups`` (N,) long: which samples share a prompt (for ``group``).
+- ``groups`` (N,) long: which samples share a prompt (for ``group`` and ``group_mean``).
 
 Every estimator returns advantages (N, K), zero where ``mask`` is False. Pure tensor math, no
 Ray, no I/O (STYLE.md #5). A user estimator registers with ``@register_advantage("name")`` and
@@ -23,7 +24,9 @@ from typing import Callable, Protocol
 import torch
 
 __all__ = ["AdvantageError", "Estimator", "register_advantage", "known_advantages", "get_advantage", "gae", "mc",
-           "group"]
+           "group", "group_mean", "CRITIC_FREE"]
+
+CRITIC_FREE = {"group", "group_mean"}  # the built-in estimators that read no critic values
 
 
 class AdvantageError(ValueError):
@@ -127,3 +130,12 @@ def group(rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor
     adv = dev / (var[inverse].sqrt() + eps) if scale else dev
     adv = torch.where(count[inverse] > 1, adv, 0.0)
     return torch.where(mask.bool(), adv[:, None], 0.0)
+
+
+@register_advantage("group_mean")
+def group_mean(rewards: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor,
+               groups: torch.Tensor | None = None, **kw: float) -> torch.Tensor:
+    """Critic-free, ``R − mean_g R`` (no division by the group's std, as in Dr. GRPO): a group
+    whose samples differ by a small reward term moves the policy less than one that differs by a
+    large one, so the reward's weights keep their meaning (``group`` makes every group's spread 1)."""
+    return group(rewards, values, mask, groups, scale=False, **kw)

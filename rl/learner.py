@@ -35,7 +35,7 @@ import torch
 from pretrain.model import DiffusionLM
 from pretrain.sampler import evaluate_step, slot_scores
 
-from .advantages import get_advantage
+from .advantages import CRITIC_FREE, get_advantage
 from .ppo import (explained_variance, ppo_loss, segment_entropy, segment_log_softmax, subsample_steps, value_loss,
                   value_readout)
 from .rollout import Rollouts, StartChoice, slot_positions
@@ -59,7 +59,7 @@ class LearnerConfig:
     kl_coef: float = field(default=0.05, metadata={"help": "weight of the k3 KL to the frozen SFT reference"})
     entropy_coef: float = field(default=0.0, metadata={"help": "weight of the entropy bonus at committed positions"})
     value_coef: float = field(default=0.5, metadata={"help": "weight of the value head's BCE toward the reward"})
-    advantage: str = field(default="gae", metadata={"help": "advantage estimator: gae | mc | group (critic-free) | a registered one"})
+    advantage: str = field(default="group", metadata={"help": "advantage estimator: group (critic-free; measured best, docs/rl.md) | group_mean | gae | mc | a registered one"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
     whiten: bool = field(default=True, metadata={"help": "normalise advantages to mean 0, std 1 over the batch's valid steps"})
     step_subsample: int = field(default=8, metadata={"help": "at most this many steps per sample per update (0 = every step)"})
@@ -182,7 +182,7 @@ class Learner:
         for ro, r in zip(batch, rewards):
             valid = ~torch.isnan(r)
             mask = self._action_mask(ro) & valid[:, None]
-            values = self._values(ro).exp() if self.cfg.advantage != "group" else None
+            values = self._values(ro).exp() if self.cfg.advantage not in CRITIC_FREE else None
             # Only samples with a reward reach the estimator: an unrewarded one must not pull a
             # group's baseline toward 0.
             rows = valid.nonzero().flatten()

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from rl.advantages import AdvantageError, gae, get_advantage, group, known_advantages, mc, register_advantage
+from rl.advantages import (AdvantageError, gae, get_advantage, group, group_mean, known_advantages, mc,
+                           register_advantage)
 from rl.ppo import explained_variance, kl_k3, ppo_loss, subsample_steps, value_loss, value_readout
 
 V3 = torch.tensor([[0.2, 0.5, 0.8]])
@@ -46,6 +47,10 @@ def test_mc_and_group_by_hand():
     assert torch.allclose(adv[1], torch.tensor([-0.5 / std, 0.0]), atol=1e-4)
     assert (adv[2:] == 0).all()  # a group of one has nothing to compare with
     assert torch.allclose(group(r, None, mask, groups, scale=False)[0], torch.full((2,), 0.5))
+    # group_mean keeps the reward's scale: a spread of 0.25 moves a quarter as much as one of 1
+    small = group_mean(torch.tensor([0.25, 0.0, 1.0, 0.0]), None, mask, torch.tensor([0, 0, 1, 1]))
+    assert torch.allclose(small[:, 0], torch.tensor([0.125, -0.125, 0.5, -0.5]))
+    assert get_advantage("group_mean") is group_mean
 
 
 def test_advantage_registry():
