@@ -59,7 +59,7 @@ class LearnerConfig:
     kl_coef: float = field(default=0.05, metadata={"help": "weight of the k3 KL to the frozen SFT reference"})
     entropy_coef: float = field(default=0.0, metadata={"help": "weight of the entropy bonus at committed positions"})
     value_coef: float = field(default=0.5, metadata={"help": "weight of the value head's BCE toward the reward"})
-    advantage: str = field(default="group", metadata={"help": "advantage estimator: group (critic-free; measured best, docs/rl.md) | group_mean | gae | mc | a registered one"})
+    advantage: str = field(default="group_mean", metadata={"help": "advantage estimator: group_mean (critic-free; measured best, docs/rl.md) | group | gae | mc | a registered one"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
     whiten: bool = field(default=True, metadata={"help": "normalise advantages to mean 0, std 1 over the batch's valid steps"})
     step_subsample: int = field(default=8, metadata={"help": "at most this many steps per sample per update (0 = every step)"})
