@@ -74,7 +74,7 @@ def test_refusals_name_the_fix(tiny_model_dir, rollouts):
     learner = Learner(str(tiny_model_dir), LearnerConfig())
     with pytest.raises(RLError, match=r"clip: \[0, 1\]"):
         learner.train([ro], [torch.full((15,), 2.0)])
-    with pytest.raises(RLError, match="known: gae, group, mc"):
+    with pytest.raises(RLError, match="known: gae, group, group_mean, mc"):
         LearnerConfig(advantage="gea")
     with pytest.raises(RLError, match="num_gpus=0"):
         if not torch.cuda.is_available():
