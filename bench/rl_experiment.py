@@ -29,15 +29,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The first experiment's setting: every training task, pans and kill weighed equally.
-ALL_TASKS = ["mutants_only=false", "rewards.components=[{name: pans, weight: 0.5}, {name: kill, weight: 0.5}]"]
-KILL = ["rewards.components=[{name: pans, weight: 0.25}, {name: kill, weight: 0.75}]"]
+# Against configs/rl.yaml (group_mean, tasks with mutants only, 0.25 pans + 0.75 kill):
+EVERY_TASK = "mutants_only=false"
+EQUAL = "rewards.components=[{name: pans, weight: 0.5}, {name: kill, weight: 0.5}]"
 VARIANTS = {
-    "gae-critic": ["learner.advantage=gae", *ALL_TASKS],
-    "group-critic": ["learner.advantage=group", *ALL_TASKS],
-    "gae-confidence": ["learner.advantage=gae", "rollout.sampler.remask=confidence", *ALL_TASKS],
-    "group-kill": ["learner.advantage=group", "mutants_only=false", *KILL],
-    "group-mutants": ["learner.advantage=group", ALL_TASKS[1]],
+    "gae-critic": ["learner.advantage=gae", EVERY_TASK, EQUAL],
+    "group-critic": ["learner.advantage=group", EVERY_TASK, EQUAL],
+    "gae-confidence": ["learner.advantage=gae", "rollout.sampler.remask=confidence", EVERY_TASK, EQUAL],
+    "group-kill": ["learner.advantage=group", EVERY_TASK],
+    "group-mutants": ["learner.advantage=group", EQUAL],
     "group-mutants-kill": ["learner.advantage=group"],
     "groupmean-mutants-kill": [],  # configs/rl.yaml as it is
 }
