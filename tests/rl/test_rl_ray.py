@@ -4,14 +4,7 @@ and `ray job submit` to a head this test starts. Real networkx tasks, a tiny mod
 from __future__ import annotations
 
 import json
-import os
-import re
-import secrets
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -150,84 +143,28 @@ def test_killed_rollout_actor_is_replaced_and_its_share_redone(local_ray, tiny_m
     pool.shutdown()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("auth", ["token", "disabled"])
-def test_ray_job_submit_to_a_local_head(auth, tiny_model_dir, small_tasks_file, tmp_path):
+def test_ray_job_submit_to_a_local_head(auth, ray_head, tiny_model_dir, small_tasks_file, tmp_path):
     """`ray job submit` of a tiny run to a head started here: with token auth on (the client
-    and the job's driver hold the head's token) and with auth turned off for this head.
-
-    The head runs in the foreground (``--block``) in its own process group, so that stopping it
-    touches no other Ray on the machine (``ray stop`` would stop them all); HOME is a folder of
-    this test so that no token of the machine's is picked up."""
-    ray_bin = Path(sys.executable).with_name("ray")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home)}
-    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        env.pop(name, None)
-    env["RAY_AUTH_MODE"] = auth
-    if auth == "token":
-        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    port, dash, agent, agent_grpc, env_agent, client, metrics = (_free_port() for _ in range(7))
-    # Every port of its own: the defaults (e.g. the dashboard agent's 52365) are taken when
-    # another Ray runs on this machine, and the job agent would never come up.
-    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
-                             "--include-dashboard=true", f"--dashboard-port={dash}",
-                             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
-                             f"--runtime-env-agent-port={env_agent}", f"--ray-client-server-port={client}",
-                             f"--metrics-export-port={metrics}", "--disable-usage-stats"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        seen = []
-        address = None
-        for line in head.stdout:  # type: ignore[union-attr]
-            seen.append(line)
-            found = re.search(rf"(\d+\.\d+\.\d+\.\d+):{dash}", line)
-            if found:
-                address = f"http://{found.group(1)}:{dash}"
-            if "--block" in line or "Ray runtime started" in line:
-                if address:
-                    break
-        assert address, "".join(seen)[-3000:]
-        job_dir = tmp_path / "job"
-        job_dir.mkdir()
-        (job_dir / "rl.yaml").write_text(
-            f"model: {tiny_model_dir}\ntasks: {small_tasks_file}\nout: {tmp_path / 'out'}\niterations: 2\n"
-            "tasks_per_iteration: 4\nprogress: false\nrollout: {samples: 2}\nlearner: {minibatch: 4}\n"
-            "ray: {sandbox_workers: 1}\n")
-        def submit_job(env):
-            for _ in range(15):  # the head's job agent comes up a little after `ray start` returns
-                done = subprocess.run([str(ray_bin), "job", "submit", f"--address={address}", f"--working-dir={job_dir}",
-                                       "--", sys.executable, "-m", "trident", "rl", "--config", "rl.yaml"],
-                                      env=env, capture_output=True, text=True, timeout=400)
-                if "No available agent" not in done.stdout + done.stderr:
-                    return done
-                time.sleep(2)
-            return done
-
-        if auth == "token":  # without the token the head refuses the job
-            refused = submit_job({k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"})
-            assert refused.returncode != 0
-            assert "authentication token" in (refused.stdout + refused.stderr).lower()
-            assert not (tmp_path / "out").exists()
-        job = submit_job(env)
-        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
-        assert "succeeded" in job.stdout.lower()
-        assert json.loads((tmp_path / "out" / "summary.json").read_text())["iterations"] == 2
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+    and the job's driver hold the head's token) and with auth turned off for this head."""
+    head = ray_head(auth)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "rl.yaml").write_text(
+        f"model: {tiny_model_dir}\ntasks: {small_tasks_file}\nout: {tmp_path / 'out'}\niterations: 2\n"
+        "tasks_per_iteration: 4\nprogress: false\nrollout: {samples: 2}\nlearner: {minibatch: 4}\n"
+        "ray: {sandbox_workers: 1}\n")
+    command = ["-m", "trident", "rl", "--config", "rl.yaml"]
+    if auth == "token":  # without the token the head refuses the job
+        refused = head.submit(job_dir, command, env={k: v for k, v in head.env.items() if k != "RAY_AUTH_TOKEN"})
+        assert refused.returncode != 0
+        assert "authentication token" in (refused.stdout + refused.stderr).lower()
+        assert not (tmp_path / "out").exists()
+    job = head.submit(job_dir, command)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert "succeeded" in job.stdout.lower()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["iterations"] == 2
 
 
 def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, small_tasks_file, small_tasks, tmp_path):
