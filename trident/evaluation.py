@@ -1,0 +1,346 @@
+"""`trident eval`: models against baselines on a split, every metric with a bootstrap 95 % interval.
+
+Systems, each writing one assertion per task of the split:
+
+- ``targets``: the tasks' own assertions — a sanity check of the sandbox: they must all pass;
+- ``trivial``: a trivial assertion that is not vacuous (``assert x is not None`` on the last
+  name the test's prefix binds): what passing costs without testing anything;
+- ``most_frequent``: the training split's most frequent assertion, the same for every task (it
+  games token F1: compare on pass and kill);
+- ``retrieval``: the assertion of the most similar training task, its names adapted to this
+  test (:mod:`pretrain.retrieval`, :mod:`pretrain.names`);
+- each model given: its greedy edit system (``pretrain.evaluate``: the model's own choice of
+  retrieved start, critic-doubted positions denoised), plus ``k`` samples per task from the
+  sampler RL trains (``rl.rollout``) for pass@k.
+
+Metrics per task, averaged over tasks: ``exact_match``, ``token_f1``, ``ast_valid``, ``pass@1``
+(the one assertion passes), ``pass@k`` (one of the k samples passes; models only), ``kill``
+(share of the task's mutants the assertion kills, over tasks with mutants), ``pans`` (passing,
+assertion, non-trivial, parses) and ``semantic`` (all-MiniLM-L6-v2 cosine to the target). Every
+candidate runs in the sandbox against the task and its mutants; a task with an ``infra`` verdict
+(the sandbox failed, not the candidate) is left out of the execution metrics, never scored 0.
+Models after the first also get paired differences to it (same resampled tasks).
+
+Also, per model: pass rate against the sampler's number of steps (from an all-[MASK] slot) and
+the critic's calibration (its value ``V = exp(Σ log σ(z_i))`` of each greedy assertion against
+whether it passed). Written to ``out/eval.json``; ``out/report.md`` and ``out/plots/`` come from
+:mod:`trident.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pretrain.sampler import SamplerConfig
+from rl.rollout import RolloutConfig
+from sandbox.api import Limits
+from sandbox.tasks import Task
+
+from .errors import TridentError
+
+__all__ = ["EvalJobConfig", "BASELINES", "METRICS", "trivial_assertion", "baselines", "evaluate", "run"]
+
+BASELINES = {
+    "targets": "the tasks' own assertions (a sanity check of the sandbox: they must all pass)",
+    "trivial": "`assert x is not None` on the last name the test binds: passes without testing anything",
+    "most_frequent": "the training split's most frequent assertion for every task (it games token F1)",
+    "retrieval": "the assertion of the most similar training task, its names adapted to the test",
+}
+METRICS = ("exact_match", "token_f1", "ast_valid", "pass@1", "pass@k", "kill", "pans", "semantic")
+
+
+def _greedy_sampler() -> SamplerConfig:
+    from pretrain.evaluate import EvalConfig
+
+    return EvalConfig().sampler
+
+
+@dataclass
+class EvalJobConfig:
+    """`trident eval`: models and baselines on a split, with bootstrap 95 % intervals and a report."""
+
+    models: dict[str, Path] = field(default_factory=dict, metadata={"help": "name -> model directory (the final/ of `trident sft` or `trident rl`); on the command line --model [NAME=]DIR, repeated; the first is the one the others are compared with"})
+    tasks: Path = field(default=Path("runs/default/mine/tasks.jsonl"), metadata={"help": "task file from `trident mine` (its train split feeds the retrieval baselines)"})
+    split: Literal["valid", "test"] = field(default="test", metadata={"help": "split to evaluate on"})
+    out: Path | None = field(default=None, metadata={"help": "folder for eval.json, report.md and plots/; default: eval/ beside the first model's run folder (runs/NAME/eval)"})
+    max_tasks: int | None = field(default=None, metadata={"help": "evaluate at most this many tasks (first in file order)"})
+    k: int = field(default=4, metadata={"help": "samples per task for pass@k, from the sampler RL trains (rollout); 0 = no pass@k"})
+    sampler: SamplerConfig = field(default_factory=_greedy_sampler, metadata={"help": "the greedy system's sampler (as `trident sft` evaluates)"})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "the sampler of the k samples, as in an RL config (its samples is set to k)"})
+    retrieve_k: int = field(default=5, metadata={"help": "the greedy system chooses its start among this many most similar training targets"})
+    adapt_cap: int = field(default=16, metadata={"help": "at most this many name adaptations per retrieved target"})
+    steps: list[int] = field(default_factory=lambda: [4, 8, 16, 48], metadata={"help": "sampler steps of the pass-rate-against-steps curve (from an all-[MASK] slot); [] = no curve"})
+    semantic: bool = field(default=True, metadata={"help": "score the semantic similarity (all-MiniLM-L6-v2, offline)"})
+    batch_size: int = field(default=64, metadata={"help": "tasks generated together"})
+    workers: int = field(default=0, metadata={"help": "sandbox workers; 0 = one per core"})
+    sandbox: Limits = field(default_factory=Limits, metadata={"help": "sandbox limits"})
+    resamples: int = field(default=2000, metadata={"help": "bootstrap resamples of the tasks"})
+    seed: int = field(default=0, metadata={"help": "seed of the samples and of the bootstrap"})
+    runs: dict[str, Path] = field(default_factory=dict, metadata={"help": "extra run folders whose curves the report plots (label -> folder); the models' own run folders are found by themselves"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ValueError(f"k={self.k} must be >= 0 (0 = no pass@k)")
+        if self.k:
+            self.rollout = replace(self.rollout, samples=self.k)
+        if any(s < 1 for s in self.steps):
+            raise ValueError(f"steps={self.steps}: every value must be >= 1")
+        if self.retrieve_k < 1 or self.adapt_cap < 1:
+            raise ValueError("retrieve_k and adapt_cap must be >= 1")
+        if self.resamples < 100:
+            raise ValueError(f"resamples={self.resamples} is too few for a 95 % interval; use >= 1000")
+
+
+# ------------------------------------------------------------------------------- baselines
+
+
+def trivial_assertion(task: Task) -> str:
+    """``assert NAME is not None`` on the last name the test's prefix binds (``self`` in a test
+    method whose prefix binds none, else the first name the module's setup binds): it passes
+    whatever the code does, and the sandbox's gate accepts it, since it reads a name the test provides."""
+    from pretrain.names import bound_names
+
+    prefix = bound_names(task.prefix)
+    if prefix:
+        return f"assert {prefix[-1]} is not None"
+    setup = ["self"] if task.test_class else bound_names(task.setup)
+    return f"assert {setup[0]} is not None" if setup else "assert None is None"
+
+
+def baselines(tasks: Sequence[Task], train: Sequence[Task]) -> dict[str, list[str]]:
+    """Each baseline's assertion for every task (:data:`BASELINES`)."""
+    from pretrain.names import adaptations
+    from pretrain.retrieval import Retriever
+    from rewards.text import normalise
+
+    if not train:
+        raise ValueError("the task file has no train split: the retrieval and most-frequent baselines need one")
+    counts = Counter(normalise(t.target) or t.target for t in train)
+    frequent = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties: the first in sort order
+    retriever = Retriever(train)
+    return {
+        "targets": [t.target for t in tasks],
+        "trivial": [trivial_assertion(t) for t in tasks],
+        "most_frequent": [frequent] * len(tasks),
+        "retrieval": [adaptations(retriever.nearest(t).target, t, 1)[0] for t in tasks],
+    }
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def _model_outputs(path: Path, tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
+    """A model's greedy assertions, their critic values, its k samples and its steps curve texts."""
+    import torch
+
+    from pretrain.data import DataConfig, Encoder, collate
+    from pretrain.evaluate import EvalConfig, generate, start_rows
+    from pretrain.model import DiffusionLM
+    from rl.evaluate import candidates, sampled_candidates
+    from rl.ppo import value_readout
+    from rl.rollout import slot_positions
+
+    ecfg = EvalConfig(split=cfg.split, batch_size=cfg.batch_size, sampler=cfg.sampler, retrieve_k=cfg.retrieve_k,
+                      adapt_cap=cfg.adapt_cap, workers=cfg.workers, sandbox=cfg.sandbox)
+    greedy = candidates(path, tasks, train, ecfg)
+    model = DiffusionLM.load(path).eval()
+    encoder = Encoder(model.tokenizer, DataConfig(slot_len=model.slot_len, max_prompt=model.max_prompt))
+    L = model.slot_len
+    values: list[float] = []
+    with torch.no_grad():
+        for lo in range(0, len(tasks), cfg.batch_size):
+            rows = start_rows(encoder, tasks[lo:lo + cfg.batch_size], greedy[lo:lo + cfg.batch_size])
+            batch = collate(rows, model.special, 0.0).to(model.device)
+            critic = model(batch.input_ids, batch.attention_mask, last=L).critic[:, -L:]
+            log_v = value_readout(critic, slot_positions(batch.input_ids[:, -L:], model.special.pad))
+            values += log_v.exp().tolist()
+    samples = sampled_candidates(path, tasks, train, cfg.rollout, seed=cfg.seed) if cfg.k else [[] for _ in tasks]
+    curve = {s: generate(model, encoder, tasks, replace(cfg.sampler, steps=s), batch_size=cfg.batch_size)
+             for s in cfg.steps}
+    return {"greedy": greedy, "values": values, "samples": samples, "curve": curve}
+
+
+# ------------------------------------------------------------------------------- scoring
+
+
+def _text_metrics(tasks: Sequence[Task], texts: Sequence[str], semantic: bool) -> dict[str, list[float]]:
+    from pretrain.sampler import is_assertion
+    from rewards.text import exact_match, f1, python_tokens
+
+    out = {"exact_match": [float(x) for x in exact_match(None, list(texts), target=[t.target for t in tasks])],
+           "token_f1": [f1(python_tokens(c), python_tokens(t.target)) for c, t in zip(texts, tasks)],
+           "ast_valid": [float(is_assertion(t)) for t in texts]}
+    if semantic:
+        from rewards.semantic import semantic as cosine
+
+        out["semantic"] = [float(x) for x in cosine(None, list(texts), target=[t.target for t in tasks])]
+    return out
+
+
+def _kill_share(task: Task, verdict) -> float:
+    ids = {m.id for m in task.mutants}
+    return len(set(verdict.kills) & ids) / len(ids) if verdict.passed else 0.0
+
+
+def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
+    """Every baseline and model on ``tasks``: the content of ``eval.json`` (see :mod:`trident.report`)."""
+    from rewards.execution import pans_parts
+    from rl.evaluate import bootstrap
+    from sandbox.pool import Pool
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    systems = baselines(tasks, train)
+    outputs: dict[str, dict[str, Any]] = {}
+    for i, (name, path) in enumerate(models.items()):
+        print(f"eval: generating with {name} ({i + 1}/{len(models)}): greedy, {cfg.k} samples per task, "
+              f"steps {cfg.steps}", flush=True)
+        outputs[name] = _model_outputs(Path(path), tasks, train, cfg)
+        systems[name] = outputs[name]["greedy"]
+
+    # One pool run for every candidate of every system, against the task and its mutants.
+    names = list(systems)
+    per_task: list[list[str]] = []
+    for i in range(len(tasks)):
+        row = [systems[n][i] for n in names]
+        for name in models:
+            row += outputs[name]["samples"][i] + [outputs[name]["curve"][s][i] for s in cfg.steps]
+        per_task.append(row)
+    total = sum(map(len, per_task))
+    print(f"eval: running {total} candidates on {len(tasks)} tasks and their mutants", flush=True)
+    bar = tqdm(total=total, desc="sandbox", unit="cand", disable=not cfg.progress)
+    with Pool(workers=cfg.workers, limits=cfg.sandbox) as pool:
+        verdicts = pool.score(list(zip(tasks, per_task)), mutants=True, on_done=bar.update)
+    bar.close()
+    keep = [i for i, row in enumerate(verdicts) if all(v.status != "infra" for v in row)]
+    if not keep:
+        raise ValueError("every task had an infra verdict (the sandbox failed): nothing to score; see the verdicts' "
+                         "reasons with `trident score`")
+    mutated = [i for i in keep if tasks[i].mutants]
+
+    # Per system and metric: per-task values over the tasks where the metric is defined.
+    values: dict[str, dict[str, list[float]]] = {}
+    for j, name in enumerate(names):
+        texts = systems[name]
+        v = {m: [x[i] for i in range(len(tasks))] for m, x in _text_metrics(tasks, texts, cfg.semantic).items()}
+        v["pass@1"] = [float(verdicts[i][j].passed) for i in keep]
+        v["pans"] = [float(verdicts[i][j].passed and all(pans_parts(texts[i]).values())) for i in keep]
+        if mutated:
+            v["kill"] = [_kill_share(tasks[i], verdicts[i][j]) for i in mutated]
+        values[name] = v
+    curves: dict[str, list[dict[str, float]]] = {}
+    calibration: dict[str, dict[str, Any]] = {}
+    offset = len(names)
+    for j, name in enumerate(models):
+        k, S = cfg.k, len(cfg.steps)
+        if k:
+            values[name]["pass@k"] = [float(any(v.passed for v in verdicts[i][offset:offset + k])) for i in keep]
+        rows = [[float(verdicts[i][offset + k + s].passed) for i in keep] for s in range(S)]
+        curves[name] = [{"steps": steps, "pass": b["mean"], "lo": b["lo"], "hi": b["hi"]} for steps, b in
+                        zip(cfg.steps, bootstrap(rows, cfg.resamples, cfg.seed) if rows else [])]
+        offset += k + S
+        from pretrain.evaluate import auroc
+
+        g = names.index(name)
+        predicted = [outputs[name]["values"][i] for i in keep]
+        passed = [int(verdicts[i][g].passed) for i in keep]
+        calibration[name] = {"predicted": predicted, "passed": passed, "auroc": auroc(predicted, [bool(p) for p in passed])}
+
+    report_systems: dict[str, dict[str, Any]] = {}
+    for name in names:
+        kind = "baseline" if name in BASELINES else "model"
+        entry: dict[str, Any] = {"kind": kind, "metrics": {}}
+        if kind == "baseline":
+            entry["about"] = BASELINES[name]
+        else:
+            entry["path"] = str(models[name])
+            entry["diff"] = {}
+        report_systems[name] = entry
+    for metric in METRICS:
+        have = [n for n in names if metric in values[n]]
+        if not have:
+            continue
+        for n, b in zip(have, bootstrap([values[n][metric] for n in have], cfg.resamples, cfg.seed)):
+            report_systems[n]["metrics"][metric] = _interval(b)
+        ranked = [n for n in models if metric in values[n]]
+        if len(ranked) > 1:
+            for n, b in zip(ranked[1:], bootstrap([values[n][metric] for n in ranked], cfg.resamples, cfg.seed)[1:]):
+                report_systems[n]["diff"][metric] = {"diff": b["diff"], "lo": b["diff_lo"], "hi": b["diff_hi"]}
+    return {
+        "split": cfg.split, "tasks": len(tasks), "scored": len(keep), "with_mutants": len(mutated), "k": cfg.k,
+        "task_file": str(cfg.tasks), "metrics": [m for m in METRICS if m != "pass@k" or cfg.k],
+        "systems": report_systems,
+        "samples": {n: [{"task": tasks[i].id, "target": tasks[i].target, "candidate": systems[n][i]}
+                        for i in range(min(8, len(tasks)))] for n in names},
+        "steps_curve": curves, "calibration": calibration,
+        "settings": {"greedy sampler": asdict(cfg.sampler), "samples for pass@k": f"{cfg.k}, from rl.rollout "
+                     f"(start {cfg.rollout.start}, temperature {cfg.rollout.sampler.temperature})",
+                     "bootstrap resamples": cfg.resamples, "seed": cfg.seed, "sandbox tier": str(cfg.sandbox.min_tier),
+                     "seconds": round(time.perf_counter() - t0, 1)},
+    }
+
+
+def _interval(b: dict[str, float]) -> dict[str, float]:
+    return {"mean": b["mean"], "lo": b["lo"], "hi": b["hi"]}
+
+
+# ------------------------------------------------------------------------------- entry
+
+
+def _run_folders(models: dict[str, Path], extra: dict[str, Path]) -> dict[str, Path]:
+    """The run folders the report plots: each model's (the folder its final/ lies in) and ``extra``."""
+    found = {name: Path(p).parent for name, p in models.items() if Path(p).name == "final"}
+    return {**extra, **found}
+
+
+def default_out(models: dict[str, Path]) -> Path:
+    first = Path(next(iter(models.values())))
+    root = first.parent.parent if first.name == "final" else first.parent
+    return root / "eval"
+
+
+def check(cfg: EvalJobConfig) -> None:
+    """Refuse what cannot run, before any work: no model, a folder that is no model, no task file."""
+    if not cfg.models:
+        raise TridentError("no model to evaluate: give --model DIR (repeat it to compare several; NAME=DIR names one)")
+    for name, path in cfg.models.items():
+        if not (Path(path) / "trident_model.json").is_file():
+            raise TridentError(f"model {name!r}: '{path}' is not a Trident model directory (no trident_model.json); give the "
+                          f"final/ folder of a `trident sft` or `trident rl` run")
+    if not Path(cfg.tasks).is_file():
+        raise TridentError(f"task file '{cfg.tasks}' does not exist; run `trident mine` first or give tasks=")
+
+
+def run(cfg: EvalJobConfig) -> dict[str, Any]:
+    """Evaluate, write ``eval.json``, ``report.md`` and ``plots/``; print the table's summary."""
+    from sandbox.tasks import load_tasks
+
+    from .config import dump_config
+    from .report import summary, write_report
+
+    check(cfg)
+    all_tasks = load_tasks(cfg.tasks)
+    tasks = [t for t in all_tasks if t.split == cfg.split][:cfg.max_tasks]
+    train = [t for t in all_tasks if t.split == "train"]
+    if not tasks:
+        raise TridentError(f"task file '{cfg.tasks}' has no {cfg.split} split; mine more test files or choose split=")
+    out = Path(cfg.out) if cfg.out is not None else default_out(cfg.models)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    try:
+        result = evaluate(dict(cfg.models), tasks, train, cfg)
+    except ValueError as exc:
+        raise TridentError(str(exc)) from None
+    tmp = out / ".eval.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out / "eval.json")
+    report = write_report(result, out, _run_folders(dict(cfg.models), dict(cfg.runs)))
+    print(summary(result))
+    print(f"eval: {out / 'eval.json'}\nreport: {report}")
+    return result
