@@ -101,15 +101,50 @@ def _run_rl(cfg: Any) -> int:
     return 0
 
 
+def _eval_config() -> type:
+    from .evaluation import EvalJobConfig
+
+    return EvalJobConfig
+
+
+def _run_eval(cfg: Any) -> int:
+    from .evaluation import run
+
+    run(cfg)
+    return 0
+
+
+def _pipeline_config() -> type:
+    from .pipeline import PipelineConfig
+
+    return PipelineConfig
+
+
+def _run_pipeline(cfg: Any) -> int:
+    from .pipeline import run
+
+    run(cfg)
+    return 0
+
+
+def _run_demo(cfg: Any) -> int:
+    from .pipeline import demo
+
+    demo(cfg)
+    return 0
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
     help: str
-    config: Callable[[], type] | None  # lazily imported config class; None = not available yet
-    run: Callable[[Any], int] | None
+    config: Callable[[], type]  # lazily imported config class
+    run: Callable[[Any], int]
     flags: tuple[tuple[str, str, str], ...] = ()  # (flag, config key, help)
     # (config key, help, choices or None): positional arguments, before the key=value overrides
     positionals: tuple[tuple[str, str, tuple[str, ...] | None], ...] = ()
+    # (flag, config key, help): a flag given once per entry of a name -> path mapping, as [NAME=]PATH
+    named: tuple[tuple[str, str, str], ...] = ()
 
 
 def _mine_config() -> type:
@@ -138,10 +173,31 @@ JOBS = (
     Job("rl", "stage 2: actor-critic RL from execution on Ray (RAY_ADDRESS when set, else a local Ray)", _rl_config,
         _run_rl, (("--model", "model", "SFT model directory to start from"), ("--tasks", "tasks", "task file"),
                   ("--out", "out", "run folder"))),
-    Job("eval", "evaluate a model against baselines on a split", None, None),
-    Job("pipeline", "run the staged pipeline mine -> tokenizer -> sft -> rl -> eval", None, None),
-    Job("demo", "the embedded default: the whole pipeline on a networkx subset", None, None),
+    Job("eval", "evaluate models against baselines on a split, with bootstrap 95% intervals and a report",
+        _eval_config, _run_eval, (("--split", "split", "split to evaluate on (valid or test)"),
+                                  ("--tasks", "tasks", "task file"), ("--out", "out", "folder for eval.json, report.md, plots/")),
+        named=(("--model", "models", "model directory, [NAME=]DIR; repeat to compare (the first is the reference)"),)),
+    Job("pipeline", "run the staged pipeline mine -> tokenizer -> [teacher ->] sft -> rl -> eval", _pipeline_config,
+        _run_pipeline, (("--from", "start", "(re)run from this stage on; earlier stages must be finished"),
+                        ("--until", "until", "stop after this stage"), ("--name", "name", "run name: runs/NAME/"))),
+    Job("demo", "the embedded default: the whole pipeline on a networkx subset, tiny models, local Ray, CPU "
+        "(configs/demo.yaml)", _pipeline_config, _run_demo,
+        (("--from", "start", "(re)run from this stage on"), ("--until", "until", "stop after this stage"))),
 )
+
+
+def _named_paths(specs: list[str], flag: str) -> dict[str, str]:
+    """``[NAME=]PATH`` arguments as a name -> path mapping; a path's name defaults to its run folder
+    (``runs/x/rl/final`` -> ``rl``)."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
+        p = Path(path)
+        name = name or (p.parent.name if p.name == "final" else p.name)
+        if name in out:
+            raise ConfigError(f"{flag} {spec}: the name {name!r} is taken by {out[name]}; name them apart with NAME=DIR")
+        out[name] = path
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,14 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="job", metavar="JOB")
     for job in JOBS:
-        if job.config is None:
-            epilog = "Not available in this version yet."
-        else:
-            rows = field_help(job.config())
-            width = max(len(k) for k, _, _ in rows)
-            epilog = "configuration keys (set with --config FILE or key=value):\n" + "\n".join(
-                f"  {k:<{width}}  {t}: {h}" for k, t, h in rows
-            )
+        rows = field_help(job.config())
+        width = max(len(k) for k, _, _ in rows)
+        epilog = "configuration keys (set with --config FILE or key=value):\n" + "\n".join(
+            f"  {k:<{width}}  {t}: {h}" for k, t, h in rows
+        )
         p = sub.add_parser(job.name, help=job.help, description=job.help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", type=Path, help="YAML file of configuration keys")
@@ -166,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"pos:{key}", metavar=key.upper(), choices=choices, help=f"{text} (key: {key})")
         for flag, key, text in job.flags:
             p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=f"{text} (key: {key})")
+        for flag, key, text in job.named:
+            p.add_argument(flag, dest=f"named:{key}", action="append", metavar="[NAME=]PATH", help=f"{text} (key: {key})")
         p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="configuration overrides, applied last")
     return parser
 
@@ -183,15 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     job = next(j for j in JOBS if j.name == args.job)
-    if job.config is None or job.run is None:
-        ready = ", ".join(f"`trident {j.name}`" for j in JOBS if j.run is not None)
-        print(f"trident {job.name}: error: not available in this version yet; available: {ready}", file=sys.stderr)
-        return 2
     flags = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("flag:") and v is not None}
     # Flags arrive as text; route them through the override parser so they are type-checked too.
     overrides = [f"{k}={v}" for k, v in flags.items()] + list(args.overrides)
     positionals = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("pos:")}
     try:
+        for key, specs in ((k.split(":", 1)[1], v) for k, v in vars(args).items() if k.startswith("named:") and v):
+            positionals[key] = _named_paths(specs, job.named[0][0])
+        if job.name == "demo" and args.config is None:
+            from .pipeline import demo_config
+
+            args.config = demo_config()
         cfg = load_config(job.config(), args.config, overrides, base=positionals)
         return job.run(cfg)
     except ConfigError as err:
@@ -208,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.tasks import TaskFormatError
         from sandbox.zygote import SandboxError
 
-        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError, PretrainError, RLError)):
+        from .errors import TridentError
+
+        if isinstance(err, (MiningError, TaskFormatError, SandboxError, RewardError, PretrainError, RLError, TridentError)):
             print(f"trident {job.name}: error: {err}", file=sys.stderr)
             return 1
         raise

@@ -42,11 +42,6 @@ def test_bad_type_is_one_clear_error(tmp_path):
     assert r.returncode == 2 and "'max_files'" in r.stderr
 
 
-def test_jobs_not_yet_available_say_so():
-    r = trident("eval")
-    assert r.returncode == 2 and "not available in this version yet" in r.stderr
-
-
 def test_rl_without_a_model_is_one_clear_error(tmp_path):
     r = trident("rl", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "rl"), cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr

@@ -1,0 +1,218 @@
+"""`trident pipeline` and `trident eval` as a user runs them: real networkx tasks mined by the
+pipeline, tiny models, a real local Ray, the sandbox, the report.
+
+The end-to-end test is the CI-sized pipeline: it is killed during SFT, run again (finished stages
+skipped, SFT resumed, RL and eval run), run a third time (everything skipped), and its report is
+checked; then ``--from eval`` redoes the last stage and keeps the earlier one aside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# Six small networkx test files whose split (fixed by the file's name) covers train, valid and test.
+TINY = """\
+name: tiny
+mine:
+  files: [algorithms/tests/test_triads.py, algorithms/tests/test_wiener.py, algorithms/tests/test_tournament.py,
+          algorithms/traversal/tests/test_edgedfs.py, algorithms/components/tests/test_semiconnected.py,
+          algorithms/assortativity/tests/test_pairs.py]
+  mutants_per_task: 2
+  max_mutant_tries: 4
+  workers: 2
+  progress: false
+tokenizer: {vocab_size: 600}
+teacher:
+  model: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}
+  data: {slot_len: 32, max_prompt: 48}
+  batch_size: 8
+  max_steps: 6
+  save_every: 3
+  eval_every: 3
+  eval_tasks: 8
+  final_eval: false
+  progress: false
+kd: [ce, {name: jsd, weight: 0.5}]
+sft:
+  model: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}
+  data: {slot_len: 32, max_prompt: 48}
+  batch_size: 8
+  max_steps: SFT_STEPS
+  save_every: 2
+  eval_every: 0
+  eval_tasks: 8
+  final_eval: false
+  progress: false
+rl:
+  iterations: 2
+  tasks_per_iteration: 4
+  checkpoint_every: 1
+  progress: false
+  rollout: {samples: 2}
+  learner: {minibatch: 4, threads: 1}
+  ray: {rollout_workers: 1, sandbox_workers: 1}
+eval:
+  k: 2
+  steps: [4, 32]
+  semantic: true
+  resamples: 200
+  progress: false
+"""
+
+
+def tiny_config(folder: Path, sft_steps: int = 8) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(TINY.replace("SFT_STEPS", str(sft_steps)))
+    return path
+
+
+def trident(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trident", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+def test_plan_wires_every_stage_to_the_ones_before(tmp_path):
+    from trident.config import load_config
+    from trident.pipeline import PipelineConfig, plan
+
+    cfg = load_config(PipelineConfig, tiny_config(tmp_path), [f"root={tmp_path}"])
+    stages = plan(cfg)
+    root = tmp_path / "tiny"
+    assert list(stages) == ["mine", "tokenizer", "teacher", "sft", "rl", "eval"]
+    tasks = root / "mine" / "tasks.jsonl"
+    assert stages["mine"].out == tasks
+    assert stages["teacher"].tasks == stages["sft"].tasks == stages["rl"].tasks == stages["eval"].tasks == tasks
+    assert stages["teacher"].tokenizer == stages["sft"].tokenizer == root / "tokenizer"
+    assert stages["sft"].loss.teacher == root / "teacher" / "final"
+    assert [c if isinstance(c, str) else c["name"] for c in stages["sft"].loss.components] == ["ce", "jsd"]
+    assert stages["rl"].model == root / "sft" / "final" and stages["rl"].out == root / "rl"
+    assert stages["eval"].models == {"sft": root / "sft" / "final", "rl": root / "rl" / "final",
+                                     "teacher": root / "teacher" / "final"}
+    assert stages["eval"].runs == {"teacher": root / "teacher"}
+    no_teacher = plan(load_config(PipelineConfig, tiny_config(tmp_path), ["teacher=null", f"root={tmp_path}"]))
+    assert "teacher" not in no_teacher and no_teacher["sft"].loss.teacher is None
+
+
+def test_bad_stage_names_are_one_clear_error(tmp_path):
+    r = trident("pipeline", "--config", str(tiny_config(tmp_path)), "--from", "train", f"root={tmp_path}")
+    assert r.returncode == 2 and "start" in r.stderr and "Traceback" not in r.stderr
+    r = trident("pipeline", "--config", str(tiny_config(tmp_path)), "teacher=null", "--until", "teacher",
+                f"root={tmp_path}")
+    assert r.returncode == 2 and "no teacher stage" in r.stderr
+    r = trident("pipeline", "--config", str(tiny_config(tmp_path)), "--from", "rl", f"root={tmp_path}")
+    assert r.returncode == 1 and "stage mine before it has not finished" in r.stderr
+    assert not (tmp_path / "tiny" / "rl").exists()
+
+
+def test_eval_without_a_model_is_one_clear_error_and_writes_nothing(tmp_path):
+    r = trident("eval", "--split", "test", cwd=tmp_path)
+    assert r.returncode == 1 and "no model to evaluate: give --model DIR" in r.stderr
+    assert "Traceback" not in r.stderr and not any(tmp_path.iterdir())
+    r = trident("eval", "--model", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 1 and "is not a Trident model directory" in r.stderr
+
+
+def test_baselines_targets_pass_and_trivial_is_accepted(small_tasks):
+    from sandbox import gate
+    from sandbox.pool import Pool
+    from trident.evaluation import baselines
+
+    test = [t for t in small_tasks if t.split == "valid"][:10]
+    train = [t for t in small_tasks if t.split == "train"]
+    b = baselines(test, train)
+    assert b["targets"] == [t.target for t in test]
+    assert len(set(b["most_frequent"])) == 1
+    assert all(gate.check(text) is None for text in b["trivial"])
+    with Pool(workers=1) as pool:
+        verdicts = pool.score([(t, [b["targets"][i], b["trivial"][i]]) for i, t in enumerate(test)], mutants=False)
+    assert all(row[0].passed for row in verdicts)  # the tasks' own assertions pass: the sanity check holds
+    assert sum(row[1].passed for row in verdicts) >= len(test) // 2  # trivial passes most of the time
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""  # type: ignore[union-attr]
+        assert time.time() - t0 < seconds, f"{path} did not appear in {seconds} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_tiny_pipeline_killed_during_sft_resumes_and_reports(tmp_path):
+    cfg = tiny_config(tmp_path, sft_steps=400)
+    root = tmp_path / "tiny"
+    args = ["pipeline", "--config", str(cfg), f"root={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, "-m", "trident", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        _wait_for(root / "sft" / "checkpoints" / "latest", proc, 400)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (root / "sft" / "stage.json").exists()
+    finished = {s: (root / s / "stage.json").stat().st_mtime_ns for s in ("mine", "tokenizer", "teacher")}
+
+    r = trident(*args)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for stage in ("mine", "tokenizer", "teacher"):
+        assert f"[{stage}] finished earlier" in r.stdout
+        assert (root / stage / "stage.json").stat().st_mtime_ns == finished[stage]  # not redone
+    assert "resuming at step" in r.stdout  # from the checkpoint written before the kill
+    for stage in ("sft", "rl", "eval"):
+        assert f"[{stage}] done" in r.stdout
+    assert json.loads((root / "sft" / "summary.json").read_text())["steps"] == 400
+
+    report = (root / "eval" / "report.md").read_text()
+    result = json.loads((root / "eval" / "eval.json").read_text())
+    assert list(result["systems"]) == ["targets", "trivial", "most_frequent", "retrieval", "sft", "rl", "teacher"]
+    assert result["split"] == "test" and result["tasks"] > 0
+    assert result["systems"]["targets"]["metrics"]["pass@1"]["mean"] == 1.0  # the sanity check holds
+    assert result["systems"]["targets"]["metrics"]["exact_match"]["mean"] == 1.0
+    for name in ("trivial", "most_frequent", "retrieval", "sft", "rl"):
+        assert f"| {name} " in report
+    assert result["k"] == 2 and "pass@k" in result["systems"]["rl"]["metrics"]
+    assert set(result["systems"]["rl"]["diff"]) >= {"pass@1", "kill"}
+    for plot in ("loss", "reward", "steps", "calibration", "kd_weights"):
+        assert (root / "eval" / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"plots/{plot}.png" in report
+    assert f"report: {root / 'eval' / 'report.md'}" in r.stdout
+
+    again = trident(*args)
+    assert again.returncode == 0
+    assert all(f"[{s}] finished earlier" in again.stdout for s in ("mine", "tokenizer", "teacher", "sft", "rl", "eval"))
+
+    changed = trident(*args, "eval.k=3")
+    assert changed.returncode == 1 and "stage eval finished" in changed.stderr and "--from eval" in changed.stderr
+
+    redo = trident(*args, "eval.k=3", "--from", "eval")
+    assert redo.returncode == 0, (redo.stdout + redo.stderr)[-3000:]
+    assert (root / "eval.prev-1" / "report.md").read_text() == report  # the earlier evaluation is kept
+    assert json.loads((root / "eval" / "eval.json").read_text())["k"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_job_submit_runs_the_tiny_pipeline(ray_head, tmp_path):
+    head = ray_head("disabled")
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    tiny_config(job_dir)
+    job = head.submit(job_dir, ["-m", "trident", "pipeline", "--config", "tiny.yaml", "teacher=null",
+                                f"root={tmp_path / 'runs'}"])
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert "succeeded" in job.stdout.lower()
+    root = tmp_path / "runs" / "tiny"
+    result = json.loads((root / "eval" / "eval.json").read_text())
+    assert list(result["systems"]) == ["targets", "trivial", "most_frequent", "retrieval", "sft", "rl"]
+    assert result["systems"]["targets"]["metrics"]["pass@1"]["mean"] == 1.0
+    assert "| rl " in (root / "eval" / "report.md").read_text()
+    assert "on Ray at" in job.stdout  # the RL stage joined the head the job runs on, not a Ray of its own
