@@ -52,7 +52,7 @@ sft:
   final_eval: false
   progress: false
 rl:
-  iterations: 2
+  iterations: RL_ITERATIONS
   tasks_per_iteration: 4
   checkpoint_every: 1
   progress: false
@@ -68,9 +68,9 @@ eval:
 """
 
 
-def tiny_config(folder: Path, sft_steps: int = 8) -> Path:
+def tiny_config(folder: Path, sft_steps: int = 8, rl_iterations: int = 2) -> Path:
     path = folder / "tiny.yaml"
-    path.write_text(TINY.replace("SFT_STEPS", str(sft_steps)))
+    path.write_text(TINY.replace("SFT_STEPS", str(sft_steps)).replace("RL_ITERATIONS", str(rl_iterations)))
     return path
 
 
@@ -137,6 +137,19 @@ def test_baselines_targets_pass_and_trivial_is_accepted(small_tasks):
     assert sum(row[1].passed for row in verdicts) >= len(test) // 2  # trivial passes most of the time
 
 
+def _kill_when(path: Path, args: list[str], seconds: float) -> str:
+    """Run ``trident ARGS``, kill it (SIGKILL, its whole process group) once ``path`` exists, and
+    return what it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "trident", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        _wait_for(path, proc, seconds)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.stdout.read()  # type: ignore[union-attr]
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
     t0 = time.time()
     while not path.exists():
@@ -147,29 +160,31 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_pipeline_killed_during_sft_resumes_and_reports(tmp_path):
-    cfg = tiny_config(tmp_path, sft_steps=400)
+def test_tiny_pipeline_killed_during_sft_and_rl_resumes_and_reports(tmp_path):
+    cfg = tiny_config(tmp_path, sft_steps=400, rl_iterations=30)
     root = tmp_path / "tiny"
     args = ["pipeline", "--config", str(cfg), f"root={tmp_path}"]
-    proc = subprocess.Popen([sys.executable, "-m", "trident", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        _wait_for(root / "sft" / "checkpoints" / "latest", proc, 400)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _kill_when(root / "sft" / "checkpoints" / "latest", args, 400)
     assert not (root / "sft" / "stage.json").exists()
     finished = {s: (root / s / "stage.json").stat().st_mtime_ns for s in ("mine", "tokenizer", "teacher")}
 
+    second = _kill_when(root / "rl" / "checkpoints" / "latest", args, 400)
+    assert "resuming at step" in second  # SFT went on from the checkpoint written before the first kill
+    assert (root / "sft" / "stage.json").is_file() and not (root / "rl" / "stage.json").exists()
+    finished["sft"] = (root / "sft" / "stage.json").stat().st_mtime_ns
+    sft_log = (root / "sft" / "metrics.jsonl").read_text()
+    assert json.loads((root / "sft" / "summary.json").read_text())["steps"] == 400
+
     r = trident(*args)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    for stage in ("mine", "tokenizer", "teacher"):
+    for stage in ("mine", "tokenizer", "teacher", "sft"):
         assert f"[{stage}] finished earlier" in r.stdout
         assert (root / stage / "stage.json").stat().st_mtime_ns == finished[stage]  # not redone
-    assert "resuming at step" in r.stdout  # from the checkpoint written before the kill
-    for stage in ("sft", "rl", "eval"):
+    assert (root / "sft" / "metrics.jsonl").read_text() == sft_log
+    assert "rl: resuming" in r.stdout  # from the checkpoint written before the kill
+    for stage in ("rl", "eval"):
         assert f"[{stage}] done" in r.stdout
-    assert json.loads((root / "sft" / "summary.json").read_text())["steps"] == 400
+    assert json.loads((root / "rl" / "summary.json").read_text())["iterations"] == 30
 
     report = (root / "eval" / "report.md").read_text()
     result = json.loads((root / "eval" / "eval.json").read_text())
