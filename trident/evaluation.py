@@ -190,6 +190,7 @@ def _kill_share(task: Task, verdict) -> float:
 
 def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
     """Every baseline and model on ``tasks``: the content of ``eval.json`` (see :mod:`trident.report`)."""
+    from pretrain.evaluate import auroc
     from rewards.execution import pans_parts
     from rl.evaluate import bootstrap
     from sandbox.pool import Pool
@@ -228,7 +229,7 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
     values: dict[str, dict[str, list[float]]] = {}
     for j, name in enumerate(names):
         texts = systems[name]
-        v = {m: [x[i] for i in range(len(tasks))] for m, x in _text_metrics(tasks, texts, cfg.semantic).items()}
+        v = _text_metrics(tasks, texts, cfg.semantic)
         v["pass@1"] = [float(verdicts[i][j].passed) for i in keep]
         v["pans"] = [float(verdicts[i][j].passed and all(pans_parts(texts[i]).values())) for i in keep]
         if mutated:
@@ -245,8 +246,6 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
         curves[name] = [{"steps": steps, "pass": b["mean"], "lo": b["lo"], "hi": b["hi"]} for steps, b in
                         zip(cfg.steps, bootstrap(rows, cfg.resamples, cfg.seed) if rows else [])]
         offset += k + S
-        from pretrain.evaluate import auroc
-
         g = names.index(name)
         predicted = [outputs[name]["values"][i] for i in keep]
         passed = [int(verdicts[i][g].passed) for i in keep]
