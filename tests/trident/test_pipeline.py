@@ -231,3 +231,17 @@ def test_ray_job_submit_runs_the_tiny_pipeline(ray_head, tmp_path):
     assert result["systems"]["targets"]["metrics"]["pass@1"]["mean"] == 1.0
     assert "| rl " in (root / "eval" / "report.md").read_text()
     assert "on Ray at" in job.stdout  # the RL stage joined the head the job runs on, not a Ray of its own
+
+
+def test_trivial_assertion_reads_a_name_the_test_provides(small_tasks):
+    import dataclasses
+
+    from pretrain.names import bound_names
+    from trident.evaluation import trivial_assertion
+
+    task = next(t for t in small_tasks if bound_names(t.prefix))
+    assert trivial_assertion(task) == f"assert {bound_names(task.prefix)[-1]} is not None"
+    method = dataclasses.replace(task, prefix="", test_class="TestX")
+    assert trivial_assertion(method) == "assert self is not None"
+    function = dataclasses.replace(task, prefix="", test_class=None, setup="import networkx as nx\n")
+    assert trivial_assertion(function) == "assert nx is not None"
