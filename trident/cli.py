@@ -127,13 +127,6 @@ def _run_pipeline(cfg: Any) -> int:
     return 0
 
 
-def _run_demo(cfg: Any) -> int:
-    from .pipeline import demo
-
-    demo(cfg)
-    return 0
-
-
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -181,7 +174,7 @@ JOBS = (
         _run_pipeline, (("--from", "start", "(re)run from this stage on; earlier stages must be finished"),
                         ("--until", "until", "stop after this stage"), ("--name", "name", "run name: runs/NAME/"))),
     Job("demo", "the embedded default: the whole pipeline on a networkx subset, tiny models, local Ray, CPU "
-        "(configs/demo.yaml)", _pipeline_config, _run_demo,
+        "(configs/demo.yaml)", _pipeline_config, _run_pipeline,
         (("--from", "start", "(re)run from this stage on"), ("--until", "until", "stop after this stage"))),
 )
 
@@ -243,8 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = [f"{k}={v}" for k, v in flags.items()] + list(args.overrides)
     positionals = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("pos:")}
     try:
-        for key, specs in ((k.split(":", 1)[1], v) for k, v in vars(args).items() if k.startswith("named:") and v):
-            positionals[key] = _named_paths(specs, job.named[0][0])
+        for flag, key, _ in job.named:
+            specs = getattr(args, f"named:{key}")
+            if specs:
+                positionals[key] = _named_paths(specs, flag)
         if job.name == "demo" and args.config is None:
             from .pipeline import demo_config
 

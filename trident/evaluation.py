@@ -183,15 +183,10 @@ def _text_metrics(tasks: Sequence[Task], texts: Sequence[str], semantic: bool) -
     return out
 
 
-def _kill_share(task: Task, verdict) -> float:
-    ids = {m.id for m in task.mutants}
-    return len(set(verdict.kills) & ids) / len(ids) if verdict.passed else 0.0
-
-
 def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
     """Every baseline and model on ``tasks``: the content of ``eval.json`` (see :mod:`trident.report`)."""
     from pretrain.evaluate import auroc
-    from rewards.execution import pans_parts
+    from rewards.execution import kill, pans, passes
     from rl.evaluate import bootstrap
     from sandbox.pool import Pool
     from tqdm import tqdm
@@ -230,10 +225,14 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
     for j, name in enumerate(names):
         texts = systems[name]
         v = _text_metrics(tasks, texts, cfg.semantic)
-        v["pass@1"] = [float(verdicts[i][j].passed) for i in keep]
-        v["pans"] = [float(verdicts[i][j].passed and all(pans_parts(texts[i]).values())) for i in keep]
+        # The rewards' own scorers, on verdicts already run (no infra among the kept tasks).
+        kept = {"completions": [texts[i] for i in keep], "verdicts": [verdicts[i][j] for i in keep],
+                "task": [tasks[i] for i in keep]}
+        v["pass@1"] = passes(None, **kept)
+        v["pans"] = pans(None, **kept)
         if mutated:
-            v["kill"] = [_kill_share(tasks[i], verdicts[i][j]) for i in mutated]
+            v["kill"] = kill(None, [texts[i] for i in mutated], verdicts=[verdicts[i][j] for i in mutated],
+                             task=[tasks[i] for i in mutated])
         values[name] = v
     curves: dict[str, list[dict[str, float]]] = {}
     calibration: dict[str, dict[str, Any]] = {}
@@ -280,7 +279,7 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
         "steps_curve": curves, "calibration": calibration,
         "settings": {"greedy sampler": asdict(cfg.sampler), "samples for pass@k": f"{cfg.k}, from rl.rollout "
                      f"(start {cfg.rollout.start}, temperature {cfg.rollout.sampler.temperature})",
-                     "bootstrap resamples": cfg.resamples, "seed": cfg.seed, "sandbox tier": str(cfg.sandbox.min_tier),
+                     "bootstrap resamples": cfg.resamples, "seed": cfg.seed, "sandbox min_tier": str(cfg.sandbox.min_tier),
                      "seconds": round(time.perf_counter() - t0, 1)},
     }
 

@@ -33,7 +33,7 @@ from .config import config_to_dict, dump_config
 from .errors import TridentError
 from .evaluation import EvalJobConfig
 
-__all__ = ["PipelineConfig", "TokenizerConfig", "STAGES", "plan", "run", "demo", "demo_config"]
+__all__ = ["PipelineConfig", "TokenizerConfig", "STAGES", "plan", "run", "demo_config"]
 
 Stage = Literal["mine", "tokenizer", "teacher", "sft", "rl", "eval"]
 STAGES: tuple[str, ...] = ("mine", "tokenizer", "teacher", "sft", "rl", "eval")
@@ -286,8 +286,3 @@ def demo_config() -> Path:
         raise TridentError(f"the demo's configuration '{path}' is missing: `trident demo` runs from a clone of the "
                            f"repository installed with `pip install -e .`; or run `trident pipeline --config FILE`")
     return path
-
-
-def demo(cfg: PipelineConfig) -> dict[str, Any]:
-    """``trident demo``: the pipeline with ``configs/demo.yaml`` (the CLI loads it)."""
-    return run(cfg)
