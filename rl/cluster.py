@@ -21,11 +21,11 @@ from sandbox.api import Limits
 from sandbox.execution import Verdict
 from sandbox.tasks import Task
 
-from .learner import RLError
+from .learner import Learner, LearnerConfig, RLError
 from .rewarding import SandboxWorker, infra_verdicts
 from .rollout import RolloutConfig, Rollouts, RolloutWorker
 
-__all__ = ["connect", "ActorPool", "SandboxPool", "RolloutPool"]
+__all__ = ["connect", "ActorPool", "SandboxPool", "RolloutPool", "LearnerGroup"]
 
 # Exceptions that mean "the actor is gone", not "the work is bad".
 LOST = (RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ActorUnavailableError)
@@ -180,3 +180,45 @@ class RolloutPool(ActorPool):
         """``chunks`` of (tasks, iteration, seed, group offset); results come back as they finish."""
         return self.run(chunks, lambda actor, c: actor.rollout.remote(c[0], iteration=c[1], seed=c[2], group_offset=c[3]),
                         on_result=on_result, prepare=self._sync, per_actor=1)
+
+
+class LearnerGroup:
+    """The learner actors: one, or ``cfg.workers`` data-parallel ones (``num_gpus`` each) joined
+    in a torch process group (NCCL on GPUs, gloo on CPU) whose rank 0 hosts the rendezvous. Each
+    gets the whole batch and takes its share of every minibatch; the gradients are summed, so
+    they all hold the same weights, which (and the state) are read from rank 0."""
+
+    def __init__(self, model_dir: str, cfg: LearnerConfig, *, seed: int) -> None:
+        remote = ray.remote(Learner).options(num_cpus=1, num_gpus=cfg.num_gpus, max_restarts=0)
+        # the same seed everywhere: every learner shuffles and subsamples the batch alike
+        self.actors = [remote.remote(model_dir, cfg, seed=seed) for _ in range(cfg.workers)]
+        if len(self.actors) > 1:
+            init = ray.get(self.actors[0].rendezvous.remote())
+            ray.get([a.join.remote(rank, len(self.actors), init) for rank, a in enumerate(self.actors)])
+
+    @property
+    def lead(self) -> Any:
+        return self.actors[0]
+
+    def train(self, rollouts: Any, rewards: Any) -> list[Any]:
+        """Start an update on every learner (the batch goes to the object store once); the refs."""
+        if len(self.actors) > 1:
+            rollouts, rewards = ray.put(rollouts), ray.put(rewards)
+        return [a.train.remote(rollouts, rewards) for a in self.actors]
+
+    @staticmethod
+    def metrics(refs: list[Any]) -> dict[str, float]:
+        """The update's metrics: each the mean over the learners that report it (their shares)."""
+        parts = ray.get(refs)
+        keys = {k for m in parts for k in m}
+        return {k: sum(m[k] for m in parts if k in m) / sum(1 for m in parts if k in m) for k in keys}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        ray.get([a.load_state.remote(state) for a in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass

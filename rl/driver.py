@@ -34,7 +34,7 @@ from rewards.composition import Composition
 from sandbox.tasks import Task, load_tasks
 
 from .config import RLConfig
-from .learner import Learner, RLError
+from .learner import RLError
 from .rewarding import compose
 from .rollout import Rollouts
 
@@ -94,23 +94,27 @@ class Run:
                               f"{mine.get(key)!r}); resume with the same {key}, or give another out=")
         return ckpt
 
-    def _tasks(self) -> list[Task]:
-        train = [t for t in load_tasks(self.cfg.tasks) if t.split == "train"]
-        if not train:
+    def _tasks(self) -> tuple[list[Task], list[Task]]:
+        """(the tasks RL learns on, the training tasks edit starts are retrieved from). With
+        ``mutants_only`` RL learns on the tasks with mutants, but starts come from every training
+        task, as in the evaluation: the candidates a task sees are those it is scored with."""
+        pool = [t for t in load_tasks(self.cfg.tasks) if t.split == "train"]
+        if not pool:
             raise RLError(f"task file '{self.cfg.tasks}' has no train split to learn from; mine more test files")
+        train = pool
         if self.cfg.mutants_only:
-            train = [t for t in train if t.mutants]
+            train = [t for t in pool if t.mutants]
             if not train:
                 raise RLError(f"task file '{self.cfg.tasks}' has no training task with mutants; mine with "
                               f"mutants_per_task > 0 (trident mine --help) or set mutants_only=false")
-        return train[:self.cfg.max_tasks] if self.cfg.max_tasks else train
+        return (train[:self.cfg.max_tasks] if self.cfg.max_tasks else train), pool
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> dict[str, Any]:
         import ray
 
-        from .cluster import RolloutPool, SandboxPool, connect
+        from .cluster import LearnerGroup, RolloutPool, SandboxPool, connect
 
         cfg = self.cfg
         resume = self._check()
@@ -123,43 +127,42 @@ class Run:
                       f"(raise iterations to train on, or give another out=)")
                 return summary
         composition = Composition.from_config(cfg.rewards)
-        train = self._tasks()
+        train, pool = self._tasks()
         self.out.mkdir(parents=True, exist_ok=True)
         import yaml
 
         _write_atomic(self.out / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
 
         r = cfg.ray
-        needed = 1 + r.rollout_workers + r.sandbox_workers
+        needed = cfg.learner.workers + r.rollout_workers + r.sandbox_workers
         how, joined = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, needed))
         print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
               f"{cfg.rollout.samples} samples on {how}")
         actors: list[Any] = []
         learner = None
         try:
-            learner = ray.remote(Learner).options(num_cpus=1, num_gpus=cfg.learner.num_gpus, max_restarts=0).remote(
-                str(cfg.model), cfg.learner, seed=cfg.seed)
-            rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, train, r.retries, r.rollout_threads)
+            learner = LearnerGroup(str(cfg.model), cfg.learner, seed=cfg.seed)
+            rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, pool, r.retries, r.rollout_threads)
             sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)
             actors = [rollouts, sandbox]
             cursor, start = Cursor(len(train), cfg.seed), 0
             if resume is not None:
                 state = json.loads((resume / "driver.json").read_text())
-                ray.get(learner.load_state.remote(torch.load(resume / "learner.pt", map_location="cpu", weights_only=False)))
+                learner.load_state(torch.load(resume / "learner.pt", map_location="cpu", weights_only=False))
                 cursor = Cursor(len(train), cfg.seed, **state["cursor"])
                 start = state["iteration"]
                 _drop_rows(self.out / "metrics.jsonl", "step", start)
                 _drop_rows(self.out / "samples.jsonl", "iteration", start)
                 print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
             it, history, wall = self._loop(learner, rollouts, sandbox, composition, train, cursor, start)
-            self._save_final(ray.get(learner.weights.remote()))
+            self._save_final(ray.get(learner.lead.weights.remote()))
             summary = self._summary(it, history, wall, rollouts, sandbox)
             _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
         finally:
             for pool in actors:
                 pool.shutdown()
             if learner is not None:
-                ray.kill(learner)
+                learner.shutdown()
             if joined:
                 ray.shutdown()
         print(f"rl: {it} iterations in {summary['wall_s']:.0f} s; model: {final}")
@@ -188,9 +191,9 @@ class Run:
         from tqdm import tqdm
 
         cfg = self.cfg
-        info = ray.get(learner.info.remote())
+        info = ray.get(learner.lead.info.remote())
         version, bias = info["updates"], info["mask_logit_bias"]
-        rollouts.set_weights(learner.weights.remote(), version, bias)
+        rollouts.set_weights(learner.lead.weights.remote(), version, bias)
         t_run = time.perf_counter()
         deadline = None if cfg.max_minutes is None else t_run + cfg.max_minutes * 60
         history: list[dict[str, float]] = []
@@ -207,16 +210,16 @@ class Run:
         try:
             while True:
                 t0 = time.perf_counter()
-                train_ref = learner.train.remote(batch.rollouts, batch.rewards)
+                train_refs = learner.train(batch.rollouts, batch.rewards)
                 last = it + 1 >= cfg.iterations or (deadline is not None and time.perf_counter() > deadline)
                 nxt = None
                 if cfg.overlap and not last:  # k+1 is sampled with the weights before k's update
                     nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition)
                     cursor_at[it + 2] = cursor.state()
-                metrics = ray.get(train_ref)
+                metrics = learner.metrics(train_refs)
                 t_learned = time.perf_counter()
                 version += 1
-                rollouts.set_weights(learner.weights.remote(), version, bias)
+                rollouts.set_weights(learner.lead.weights.remote(), version, bias)
                 if not cfg.overlap and not last:
                     nxt = self._produce(it + 1, train, cursor, rollouts, sandbox, composition)
                     cursor_at[it + 2] = cursor.state()
@@ -300,7 +303,7 @@ class Run:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        torch.save(ray.get(learner.state.remote()), tmp / "learner.pt")
+        torch.save(ray.get(learner.lead.state.remote()), tmp / "learner.pt")
         (tmp / "driver.json").write_text(json.dumps({"iteration": iteration, "cursor": cursor, "version": version,
                                                      "config": _plain(self.cfg)}, indent=1) + "\n")
         final = root / name

@@ -26,6 +26,7 @@ import contextlib
 import copy
 import math
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -67,6 +68,7 @@ class LearnerConfig:
     num_gpus: float = field(default=0.0, metadata={"help": "GPUs for the learner actor (0 = CPU)"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast; on a GPU)"})
     threads: int = field(default=1, metadata={"help": "torch threads of a CPU learner (Ray gives an actor one CPU)"})
+    workers: int = field(default=1, metadata={"help": "data-parallel learner actors (each with num_gpus): every minibatch is split among them and their gradients summed (NCCL on GPUs, gloo on CPU), so the update is the one learner's"})
 
     def __post_init__(self) -> None:
         from .advantages import AdvantageError
@@ -83,6 +85,8 @@ class LearnerConfig:
             raise RLError(f"learner.lam={self.lam} must lie in [0, 1]")
         if self.precision not in ("fp32", "bf16"):
             raise RLError(f"learner.precision={self.precision!r} must be fp32 or bf16")
+        if self.workers < 1:
+            raise RLError(f"learner.workers={self.workers} must be >= 1 (1 = one learner actor)")
         if self.num_gpus < 0:
             raise RLError(f"learner.num_gpus={self.num_gpus} must be >= 0 (0 = CPU)")
         try:
@@ -127,6 +131,54 @@ class Learner:
         self.generator = torch.Generator().manual_seed(seed)
         self.updates = 0
         self.pad = self.policy.special.pad
+        self.rank, self.world = 0, 1
+
+    # ---------------------------------------------------------------- data parallel
+
+    def rendezvous(self) -> str:
+        """``tcp://ADDRESS:PORT`` where this learner (rank 0) can host the process group: its
+        outward address (loopback without a route) and a free port."""
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(("10.254.254.254", 1))  # UDP: no packet is sent, it only picks the interface
+            address = probe.getsockname()[0]
+        except OSError:
+            address = "127.0.0.1"
+        finally:
+            probe.close()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("", 0))
+            port = sock.getsockname()[1]
+        return f"tcp://{address}:{port}"
+
+    def join(self, rank: int, world: int, init_method: str, timeout_s: float = 300.0) -> int:
+        """Join the learners' process group as ``rank`` of ``world`` (every learner calls it at
+        once): NCCL on a GPU, gloo on CPU. From then on each takes its share of every minibatch
+        and the gradients are summed before the step, so all hold the same weights."""
+        import datetime
+
+        import torch.distributed as dist
+
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+        self.rank, self.world = rank, world
+        return rank
+
+    def _sum_gradients(self) -> None:
+        """All-reduce (sum) the gradients over the learners, as one flat buffer; a parameter this
+        learner left without gradient counts as zero."""
+        import torch.distributed as dist
+
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        at = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[at:at + n].view_as(p).clone()
+            at += n
 
     # ---------------------------------------------------------------- weights and state
 
@@ -240,11 +292,16 @@ class Learner:
         cfg, dev = self.cfg, self.device
         tr = ro.trajectory
         off = 0 if ro.start is None else 1  # column 0 of adv and mask is the start action
-        starting = idx[mask[idx, 0]] if off else idx[:0]
+        starts = mask[idx, 0] if off else torch.zeros(len(idx), dtype=torch.bool)
         chosen = subsample_steps(mask[idx, off:], cfg.step_subsample, self.generator)  # (n, K)
-        total = int(chosen.sum()) + len(starting)
+        total = int(chosen.sum()) + int(starts.sum())  # of the whole minibatch: every learner's share
         if total == 0:
             return {}
+        # With several learners each takes every world-th sample; the shares below stay those of
+        # the whole minibatch, so the summed gradients are the one learner's.
+        mine = torch.arange(len(idx)) % self.world == self.rank
+        chosen, starting = chosen & mine[:, None], idx[starts & mine]
+        steps = int(chosen.sum())
         self.opt.zero_grad(set_to_none=True)
         L = tr.states.shape[-1]
         prompt_all = ro.input_ids[idx, :-L]
@@ -270,16 +327,18 @@ class Learner:
             ((loss + cfg.value_coef * v_loss) * share).backward()
             m["rl/value_loss"] = v_loss.detach()
             for name, value in m.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * len(sub) / (total - len(starting))
+                sums[name] = sums.get(name, 0.0) + float(value) * len(sub) / steps
         if len(starting):
             assert ref_start is not None
             sums.update(self._start_loss(ro, starting, adv[starting, 0].to(dev), ref_start[starting],
                                          len(starting) / total))
+        if self.world > 1:
+            self._sum_gradients()
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
             sums["rl/grad_norm"] = float(norm)
         self.opt.step()
-        sums["rl/steps_per_sample"] = (total - len(starting)) / len(idx)  # denoising steps re-run
+        sums["rl/steps_per_sample"] = (total - int(starts.sum())) / len(idx)  # denoising steps re-run
         return sums
 
     def _start_log_probs(self, model: DiffusionLM, st: StartChoice, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,10 +364,11 @@ class Learner:
         with self._autocast():
             logp, entropy = self._start_log_probs(self.policy, st, rows)
         ref = ref.to(self.device)
+        weight = None if st.weight is None else st.weight[rows].to(self.device)[:, None]
         loss, m = ppo_loss(logp[:, None], st.logp[rows].to(self.device)[:, None], adv[:, None],
                            torch.ones(len(rows), 1, dtype=torch.bool, device=self.device), clip=cfg.clip,
                            ref_logp=ref[:, None], kl_coef=cfg.kl_coef, entropy=entropy[:, None],
-                           entropy_coef=cfg.entropy_coef)
+                           entropy_coef=cfg.entropy_coef, weights=weight)
         (loss * share).backward()
         return {"start/" + k.split("/", 1)[1]: float(v) for k, v in m.items()}
 

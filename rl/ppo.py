@@ -46,13 +46,16 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
              clip: float = 0.2, ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0,
-             entropy: torch.Tensor | None = None, entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, Any]]:
+             entropy: torch.Tensor | None = None, entropy_coef: float = 0.0,
+             weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The clipped surrogate per denoising step, averaged over the valid steps (``mask`` (N, K)):
 
     ``−min(ρ A, clip(ρ, 1−ε, 1+ε) A)`` with ``ρ = exp(logp − old_logp)`` (the importance ratio
     against the behaviour policy's recorded log-probs), plus ``kl_coef · k3(logp, ref_logp)`` and
     minus ``entropy_coef · entropy`` (both per step, (N, K)). Metrics (0-dim tensors): policy
-    loss, clip fraction, approx KL to the behaviour policy, KL to the reference, entropy."""
+    loss, clip fraction, approx KL to the behaviour policy, KL to the reference, entropy.
+    ``weights`` (N, K) ≥ 0 scale each step's surrogate and KL (an action that stands for a
+    probability mass rather than a draw: enumerated start choices); the metrics are unweighted."""
     m = mask.bool()
     n = m.sum().clamp(min=1)
     ratio = torch.exp((logp - old_logp).float())
@@ -60,17 +63,18 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - clip, 1 + clip) * adv
     surrogate = -torch.minimum(unclipped, clipped)
-    policy = torch.where(m, surrogate, 0.0).sum() / n
+    w = torch.ones_like(adv) if weights is None else weights.float()
+    policy = torch.where(m, surrogate * w, 0.0).sum() / n
     total = policy
-    metrics: dict[str, Any] = {"rl/policy_loss": policy.detach()}
+    metrics: dict[str, Any] = {"rl/policy_loss": (torch.where(m, surrogate, 0.0).sum() / n).detach()}
     with torch.no_grad():
         metrics["rl/clip_frac"] = torch.where(m, ((ratio - 1).abs() > clip).float(), 0.0).sum() / n
         metrics["rl/approx_kl"] = torch.where(m, kl_k3(logp.detach().float(), old_logp.float()), 0.0).sum() / n
     if ref_logp is not None:
-        kl = torch.where(m, kl_k3(logp.float(), ref_logp.float()), 0.0).sum() / n
-        metrics["rl/kl_ref"] = kl.detach()
+        k3 = kl_k3(logp.float(), ref_logp.float())
+        metrics["rl/kl_ref"] = (torch.where(m, k3, 0.0).sum() / n).detach()
         if kl_coef:
-            total = total + kl_coef * kl
+            total = total + kl_coef * torch.where(m, k3 * w, 0.0).sum() / n
     if entropy is not None:
         ent = torch.where(m, entropy.float(), 0.0).sum() / n
         metrics["rl/entropy"] = ent.detach()

@@ -29,7 +29,7 @@ from sandbox.tasks import Task
 
 from .ppo import segment_log_softmax, value_readout
 
-__all__ = ["RolloutConfig", "Rollouts", "RolloutWorker", "StartChoice", "slot_positions"]
+__all__ = ["RolloutConfig", "Rollouts", "RolloutWorker", "StartChoice", "enumeration_weights", "slot_positions"]
 
 
 def _default_sampler() -> SamplerConfig:
@@ -49,6 +49,7 @@ class RolloutConfig:
     adapt_cap: int = field(default=16, metadata={"help": "edit: at most this many name adaptations per retrieved target"})
     start_temperature: float = field(default=1.0, metadata={"help": "edit: draw each sample's start among its task's candidates with probability proportional to exp(log-likelihood / start_temperature), an action the learner trains (the evaluation takes the most likely); 0 = always the most likely, not learned"})
     start_top: int = field(default=8, metadata={"help": "edit: the start is drawn among the task's this many most likely candidates (the learner re-scores them every minibatch)"})
+    start_draw: Literal["sample", "all"] = field(default="sample", metadata={"help": "edit: sample: each sample's start drawn from π(c); all: the task's candidates in turn (each once when samples = start_top), the start term weighted by π(c) so its gradient is the exact expectation over the choice"})
     mask_share: float = field(default=0.3, metadata={"help": "edit: besides the positions the critic doubts, mask a share of the start's other positions, drawn per sample from U(0, mask_share), so that every sample has something to decide"})
     sampler: SamplerConfig = field(default_factory=_default_sampler, metadata={"help": "sampler settings (temperature > 0 so a task's samples differ; remask critic | confidence | none)"})
 
@@ -64,6 +65,8 @@ class RolloutConfig:
             raise ValueError(f"rollout.mask_share={self.mask_share} must lie in [0, 1]")
         if self.start_temperature < 0:
             raise ValueError(f"rollout.start_temperature={self.start_temperature} must be >= 0 (0 = the most likely start)")
+        if self.start_draw not in ("sample", "all"):
+            raise ValueError(f"rollout.start_draw={self.start_draw!r} must be 'sample' or 'all'")
         if self.retrieve_k < 1 or self.adapt_cap < 1 or self.start_top < 1:
             raise ValueError("rollout.retrieve_k, rollout.adapt_cap and rollout.start_top must be >= 1")
 
@@ -89,6 +92,7 @@ class StartChoice:
     logp: torch.Tensor  # (N,) log π(chosen) under the behaviour policy
     log_value: torch.Tensor  # (N,) log Σ_c π(c) V(c): the behaviour critic's value before the choice
     temperature: float
+    weight: torch.Tensor | None = None  # (N,) the start term's weight per sample (start_draw 'all'); None = 1
 
 
 @dataclass
@@ -130,6 +134,16 @@ def explore_mask(slot: torch.Tensor, share: float, generator: torch.Generator, s
     B, L = slot.shape
     row_share = torch.rand(B, 1, generator=generator) * share
     return decided & (torch.rand(B, L, generator=generator) < row_share)
+
+
+def enumeration_weights(picks: torch.Tensor, prob: torch.Tensor, group: int) -> torch.Tensor:
+    """(N,) weights of enumerated start choices: ``picks`` (N,) the candidate of each sample, in
+    groups of ``group`` consecutive samples per task, ``prob`` (N,) the behaviour policy's π of
+    it. A candidate taken n times in its group weighs ``group · π(c) / n`` each, so that a
+    group's mean of ``w · f(c)`` is ``Σ_c π(c) f(c)`` over the candidates it took: the exact
+    expectation over the choice when every candidate is taken."""
+    n = (picks.view(-1, group)[:, :, None] == picks.view(-1, group)[:, None, :]).sum(-1).flatten()
+    return group * prob / n
 
 
 class RolloutWorker:
@@ -235,11 +249,15 @@ class RolloutWorker:
         chosen = []
         for i in range(len(tasks)):
             members = torch.nonzero(owners == i).flatten()
-            chosen.append(members[torch.multinomial(logp[members].exp(), G, replacement=True, generator=g)])
+            if cfg.start_draw == "all":
+                chosen.append(members[torch.arange(G) % len(members)])
+            else:
+                chosen.append(members[torch.multinomial(logp[members].exp(), G, replacement=True, generator=g)])
         picks = torch.cat(chosen)
+        weight = enumeration_weights(picks, logp[picks].exp(), G) if cfg.start_draw == "all" else None
         choice = StartChoice(input_ids=cand.input_ids, attention_mask=cand.attention_mask, owner=owners, texts=texts,
                              chosen=picks, logp=logp[picks], log_value=before[owners[picks]],
-                             temperature=cfg.start_temperature)
+                             temperature=cfg.start_temperature, weight=weight)
         return choice, [rows[int(c)] for c in picks]
 
     def _score(self, rows: Sequence[Encoded], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -212,6 +212,41 @@ def test_the_start_choice_learns_toward_the_rewarded_candidate(wide_rollouts):
     assert {"start/policy_loss", "start/kl_ref", "start/entropy", "start/clip_frac"} <= set(metrics)
 
 
+def test_an_enumerated_start_takes_every_candidate_weighted_by_its_probability(wide_rollouts, small_tasks):
+    from rl.learner import Learner, LearnerConfig
+    from rl.rollout import RolloutConfig, RolloutWorker, enumeration_weights
+
+    model_dir, _, _, tasks = wide_rollouts
+    train = [t for t in small_tasks if t.split == "train"]
+    worker = RolloutWorker(str(model_dir), RolloutConfig(samples=4, start_top=4, start_draw="all", mask_share=0.3,
+                                                         start_temperature=50.0), train)
+    ro = worker.rollout(tasks, iteration=0, seed=5)
+    st = ro.start
+    assert st is not None and st.weight is not None
+    for i in range(len(tasks)):
+        members = torch.nonzero(st.owner == i).flatten()
+        took = st.chosen[i * 4:(i + 1) * 4]
+        assert set(took.tolist()) == set(members.tolist())  # each of its (at most 4) candidates
+        assert float(st.weight[i * 4:(i + 1) * 4].mean()) == pytest.approx(1.0, rel=1e-5)  # all of π's mass
+    assert torch.allclose(st.weight, enumeration_weights(st.chosen, st.logp.exp(), 4))
+    # the learner trains on it: a rewarded candidate gains probability
+    task = next(i for i in range(len(tasks)) if int((st.owner == i).sum()) > 1)
+    rows = torch.arange(task * 4, task * 4 + 4)
+    good = int(st.chosen[rows[0]])
+    rewards = torch.full((len(ro),), float("nan"))
+    rewards[rows] = (st.chosen[rows] == good).float()
+    learner = Learner(str(model_dir), LearnerConfig(advantage="group_mean", lr=3e-3, epochs=4, kl_coef=0.0,
+                                                     step_subsample=1))
+    with torch.no_grad():
+        before = learner._start_log_probs(learner.policy, st, rows)[0][0]
+    learner.train([ro], [rewards])
+    with torch.no_grad():
+        after = learner._start_log_probs(learner.policy, st, rows)[0][0]
+    assert float(after) > float(before)
+    with pytest.raises(ValueError, match="start_draw"):
+        RolloutConfig(start_draw="each")
+
+
 def test_a_greedy_start_is_not_an_action(tiny_model_dir, small_tasks):
     from rl.learner import Learner, LearnerConfig
     from rl.rollout import RolloutConfig, RolloutWorker

@@ -9,7 +9,8 @@ import torch
 
 from rl.advantages import (AdvantageError, gae, get_advantage, group, group_mean, known_advantages, mc,
                            register_advantage)
-from rl.ppo import explained_variance, kl_k3, ppo_loss, subsample_steps, value_loss, value_readout
+from rl.ppo import (explained_variance, kl_k3, ppo_loss, segment_log_softmax, subsample_steps, value_loss,
+                    value_readout)
 
 V3 = torch.tensor([[0.2, 0.5, 0.8]])
 FULL = torch.tensor([[True, True, True]])
@@ -98,6 +99,44 @@ def test_ppo_kl_to_reference_and_entropy():
     assert m["rl/kl_ref"].item() == pytest.approx(k3, rel=1e-5)
     assert (with_kl - base).item() == pytest.approx(0.1 * k3 - 0.01 * 2.0, rel=1e-5)
     assert kl_k3(torch.tensor(0.3), torch.tensor(0.3)).item() == 0.0
+
+
+def test_weighted_ppo_scales_the_surrogate_and_the_kl_not_the_metrics():
+    logp = torch.log(torch.tensor([[0.5, 0.25]])).requires_grad_()
+    old = torch.log(torch.tensor([[0.5, 0.5]]))
+    ref = torch.log(torch.tensor([[0.25, 0.25]]))
+    adv = torch.tensor([[1.0, -2.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    w = torch.tensor([[3.0, 0.5]])
+    loss, m = ppo_loss(logp, old, adv, mask, clip=0.2, ref_logp=ref, kl_coef=0.1, weights=w)
+    # step 0: ρ = 1, A = 1 → −1; step 1: ρ = .5, A = −2 → −min(−1, −1.6) = 1.6; k3 = (.5 − log .5 − 1, 0)
+    k3 = 0.5 - math.log(0.5) - 1
+    assert loss.item() == pytest.approx((3.0 * -1.0 + 0.5 * 1.6) / 2 + 0.1 * 3.0 * k3 / 2, rel=1e-5)
+    assert m["rl/policy_loss"].item() == pytest.approx((-1.0 + 1.6) / 2, rel=1e-5)
+    assert m["rl/kl_ref"].item() == pytest.approx(k3 / 2, rel=1e-5)
+
+
+def test_enumerated_starts_give_the_exact_expected_gradient():
+    from rl.rollout import enumeration_weights
+
+    # two tasks of a group of 4: one with 4 candidates taken once each, one with 2 taken twice each
+    scores = torch.tensor([0.3, -1.0, 2.0, 0.1, 0.5, -0.5], requires_grad=True)
+    owner = torch.tensor([0, 0, 0, 0, 1, 1])
+    reward = torch.tensor([1.0, 0.0, 0.25, 0.5, 0.0, 1.0])
+    picks = torch.tensor([0, 1, 2, 3, 4, 5, 4, 5])
+    logp = segment_log_softmax(scores, owner, 2)
+    w = enumeration_weights(picks, logp.exp().detach()[picks], 4)
+    assert torch.allclose(w.view(2, 4).mean(1), torch.ones(2))  # every candidate taken: all the mass
+    # the weighted PPO surrogate at the behaviour policy: its gradient is that of −Σ_c π(c) R(c)
+    adv = (reward[picks].view(2, 4) - reward[picks].view(2, 4).mean(1, keepdim=True)).flatten()
+    loss, _ = ppo_loss(logp[picks][:, None], logp.detach()[picks][:, None], adv[:, None],
+                       torch.ones(8, 1, dtype=torch.bool), weights=w[:, None])
+    (grad,) = torch.autograd.grad(loss, scores)
+    p = segment_log_softmax(scores, owner, 2).exp()
+    expected = torch.zeros(2).index_add(0, owner, p * reward)
+    # ppo_loss averages over the 8 samples, each group of 4 stands for 4 × its task's expectation
+    (want,) = torch.autograd.grad(-expected.sum() * 4 / 8, scores)
+    assert torch.allclose(grad, want, atol=1e-6)
 
 
 def test_value_readout_and_its_bce():

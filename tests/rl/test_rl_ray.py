@@ -3,6 +3,7 @@ and `ray job submit` to a head this test starts. Real networkx tasks, a tiny mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -168,17 +169,61 @@ def test_ray_job_submit_to_a_local_head(auth, ray_head, tiny_model_dir, small_ta
 
 
 def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, small_tasks_file, small_tasks, tmp_path):
-    import dataclasses
-
     from rl.driver import Run
     from rl.learner import RLError
     from sandbox.tasks import write_tasks
 
     train = [t for t in small_tasks if t.split == "train"]
-    kept = Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "a", mutants_only=True))._tasks()
+    kept, pool = Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "a", mutants_only=True))._tasks()
     assert [t.id for t in kept] == [t.id for t in train if t.mutants]
     assert 0 < len(kept) < len(train)
+    assert [t.id for t in pool] == [t.id for t in train]  # starts are retrieved from every training task
     bare = tmp_path / "bare.jsonl"
     write_tasks(bare, (dataclasses.replace(t, mutants=[]) for t in small_tasks), package="networkx")
     with pytest.raises(RLError, match="no training task with mutants.*mutants_only=false"):
         Run(tiny(tiny_model_dir, bare, tmp_path / "b", mutants_only=True))._tasks()
+
+
+def test_two_data_parallel_learners_make_the_one_learners_update(local_ray, tiny_model_dir, small_tasks):
+    from rl.cluster import LearnerGroup
+    from rl.learner import Learner, LearnerConfig
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    train = [t for t in small_tasks if t.split == "train"]
+    worker = RolloutWorker(str(tiny_model_dir), RolloutConfig(samples=4, mask_share=0.3), train)
+    ro = worker.rollout(train[:6], iteration=0, seed=3)
+    rewards = torch.rand(len(ro), generator=torch.Generator().manual_seed(0))
+    rewards[5] = float("nan")  # an unscored sample is left out on every learner alike
+    cfg = LearnerConfig(minibatch=8, epochs=2, lr=1e-3, step_subsample=2)
+    one = Learner(str(tiny_model_dir), cfg, seed=7)
+    want = one.train([ro], [rewards])
+    group = LearnerGroup(str(tiny_model_dir), dataclasses.replace(cfg, workers=2), seed=7)
+    try:
+        got = group.metrics(group.train([ro], [rewards]))
+        weights = ray.get([a.weights.remote() for a in group.actors])
+    finally:
+        group.shutdown()
+    moved = 0
+    for name, p in one.weights().items():
+        assert torch.equal(weights[0][name], weights[1][name]), name  # the learners stay in step
+        assert torch.allclose(weights[0][name], p, atol=1e-6), name  # and make the one learner's update
+        moved += not torch.equal(p, one.reference.state_dict()[name])
+    assert moved > 0
+    assert got["rl/optimizer_steps"] == want["rl/optimizer_steps"]
+    assert got["rl/grad_norm"] == pytest.approx(want["rl/grad_norm"], rel=1e-4)
+
+
+def test_a_run_with_two_learners(local_ray, tiny_model_dir, small_tasks_file, tmp_path):
+    from pretrain.model import DiffusionLM
+    from rl.config import RayConfig
+    from rl.driver import run
+    from rl.learner import LearnerConfig
+
+    out = tmp_path / "run"
+    summary = run(tiny(tiny_model_dir, small_tasks_file, out, iterations=1,
+                       learner=LearnerConfig(minibatch=4, workers=2), ray=RayConfig(sandbox_workers=1)))
+    assert summary["iterations"] == 1
+    (metrics,) = rows(out / "metrics.jsonl")
+    assert metrics["rl/optimizer_steps"] >= 1 and metrics["rl/grad_norm"] > 0
+    model, start = DiffusionLM.load(out / "final"), DiffusionLM.load(tiny_model_dir)
+    assert any(not torch.equal(p, start.state_dict()[n]) for n, p in model.state_dict().items())
