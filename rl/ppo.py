@@ -54,8 +54,10 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     against the behaviour policy's recorded log-probs), plus ``kl_coef · k3(logp, ref_logp)`` and
     minus ``entropy_coef · entropy`` (both per step, (N, K)). Metrics (0-dim tensors): policy
     loss, clip fraction, approx KL to the behaviour policy, KL to the reference, entropy.
-    ``weights`` (N, K) ≥ 0 scale each step's surrogate and KL (an action that stands for a
-    probability mass rather than a draw: enumerated start choices); the metrics are unweighted."""
+    ``weights`` (N, K) ≥ 0 scale each step's surrogate and KL: an action that stands for a
+    probability mass rather than a draw (enumerated start choices). The metrics are then weighted
+    means — the expectations they estimate; an unweighted mean of k3 over actions the policy
+    itself finds unlikely would be dominated by them."""
     m = mask.bool()
     n = m.sum().clamp(min=1)
     ratio = torch.exp((logp - old_logp).float())
@@ -64,17 +66,23 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     clipped = ratio.clamp(1 - clip, 1 + clip) * adv
     surrogate = -torch.minimum(unclipped, clipped)
     w = torch.ones_like(adv) if weights is None else weights.float()
-    policy = torch.where(m, surrogate * w, 0.0).sum() / n
+    w = torch.where(m, w, 0.0)
+    policy = (surrogate * w).sum() / n
     total = policy
-    metrics: dict[str, Any] = {"rl/policy_loss": (torch.where(m, surrogate, 0.0).sum() / n).detach()}
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return ((x.detach().float() * w).sum() / w.sum().clamp(min=1e-12)) if weights is not None \
+            else torch.where(m, x.detach().float(), 0.0).sum() / n
+
+    metrics: dict[str, Any] = {"rl/policy_loss": mean(surrogate)}
     with torch.no_grad():
-        metrics["rl/clip_frac"] = torch.where(m, ((ratio - 1).abs() > clip).float(), 0.0).sum() / n
-        metrics["rl/approx_kl"] = torch.where(m, kl_k3(logp.detach().float(), old_logp.float()), 0.0).sum() / n
+        metrics["rl/clip_frac"] = mean(((ratio - 1).abs() > clip).float())
+        metrics["rl/approx_kl"] = mean(kl_k3(logp.detach().float(), old_logp.float()))
     if ref_logp is not None:
         k3 = kl_k3(logp.float(), ref_logp.float())
-        metrics["rl/kl_ref"] = (torch.where(m, k3, 0.0).sum() / n).detach()
+        metrics["rl/kl_ref"] = mean(k3)
         if kl_coef:
-            total = total + kl_coef * torch.where(m, k3 * w, 0.0).sum() / n
+            total = total + kl_coef * (k3 * w).sum() / n
     if entropy is not None:
         ent = torch.where(m, entropy.float(), 0.0).sum() / n
         metrics["rl/entropy"] = ent.detach()

@@ -101,7 +101,7 @@ def test_ppo_kl_to_reference_and_entropy():
     assert kl_k3(torch.tensor(0.3), torch.tensor(0.3)).item() == 0.0
 
 
-def test_weighted_ppo_scales_the_surrogate_and_the_kl_not_the_metrics():
+def test_weighted_ppo_scales_the_surrogate_and_the_kl_and_weighs_the_metrics():
     logp = torch.log(torch.tensor([[0.5, 0.25]])).requires_grad_()
     old = torch.log(torch.tensor([[0.5, 0.5]]))
     ref = torch.log(torch.tensor([[0.25, 0.25]]))
@@ -112,8 +112,10 @@ def test_weighted_ppo_scales_the_surrogate_and_the_kl_not_the_metrics():
     # step 0: ρ = 1, A = 1 → −1; step 1: ρ = .5, A = −2 → −min(−1, −1.6) = 1.6; k3 = (.5 − log .5 − 1, 0)
     k3 = 0.5 - math.log(0.5) - 1
     assert loss.item() == pytest.approx((3.0 * -1.0 + 0.5 * 1.6) / 2 + 0.1 * 3.0 * k3 / 2, rel=1e-5)
-    assert m["rl/policy_loss"].item() == pytest.approx((-1.0 + 1.6) / 2, rel=1e-5)
-    assert m["rl/kl_ref"].item() == pytest.approx(k3 / 2, rel=1e-5)
+    # the metrics are weighted means: what they estimate under the distribution the weights stand for
+    assert m["rl/policy_loss"].item() == pytest.approx((3.0 * -1.0 + 0.5 * 1.6) / 3.5, rel=1e-5)
+    assert m["rl/kl_ref"].item() == pytest.approx(3.0 * k3 / 3.5, rel=1e-5)
+    assert m["rl/clip_frac"].item() == pytest.approx(0.5 / 3.5, rel=1e-5)  # step 1 is clipped
 
 
 def test_enumerated_starts_give_the_exact_expected_gradient():
