@@ -10,11 +10,13 @@ bootstrap 95 % intervals). The variants:
 - ``group-mutants``: ``group-critic`` trained only on the tasks with mutants (every group can
   earn kill reward);
 - ``group-mutants-kill``: both: tasks with mutants only, kill 0.75 and pans 0.25;
-- ``groupmean-mutants-kill``: configs/rl.yaml as it is: the same with ``group_mean`` (no division
-  by a group's std, so a group that differs in kill moves the policy 3x as much as one that
-  differs in pans only).
+- ``groupmean-mutants-kill``: the same with ``group_mean`` (no division by a group's std, so a
+  group that differs in kill moves the policy 3x as much as one that differs in pans only), each
+  sample's start drawn from the policy;
+- ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate start
+  of a task taken once (``rollout.start_draw=all``), its term weighted by π.
 
-    python bench/rl_experiment.py                    # all seven, about 2 h 30 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all eight, about 2 h 50 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -39,7 +41,8 @@ VARIANTS = {
     "group-kill": ["learner.advantage=group", EVERY_TASK],
     "group-mutants": ["learner.advantage=group", EQUAL],
     "group-mutants-kill": ["learner.advantage=group"],
-    "groupmean-mutants-kill": [],  # configs/rl.yaml as it is
+    "groupmean-mutants-kill": ["rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
+    "all-starts": [],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
 }
 
 
