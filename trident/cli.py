@@ -193,6 +193,11 @@ def _named_paths(specs: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _literal(text: str) -> str:
+    """A help text argparse shows as written (it %-formats help strings)."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trident",
@@ -205,15 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog = "configuration keys (set with --config FILE or key=value):\n" + "\n".join(
             f"  {k:<{width}}  {t}: {h}" for k, t, h in rows
         )
-        p = sub.add_parser(job.name, help=job.help, description=job.help, epilog=epilog,
+        # argparse %-formats every help= text (not descriptions or epilogs): a literal % is doubled
+        p = sub.add_parser(job.name, help=_literal(job.help), description=job.help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", type=Path, help="YAML file of configuration keys")
         for key, text, choices in job.positionals:
-            p.add_argument(f"pos:{key}", metavar=key.upper(), choices=choices, help=f"{text} (key: {key})")
+            p.add_argument(f"pos:{key}", metavar=key.upper(), choices=choices, help=_literal(f"{text} (key: {key})"))
         for flag, key, text in job.flags:
-            p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=f"{text} (key: {key})")
+            p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=_literal(f"{text} (key: {key})"))
         for flag, key, text in job.named:
-            p.add_argument(flag, dest=f"named:{key}", action="append", metavar="[NAME=]PATH", help=f"{text} (key: {key})")
+            p.add_argument(flag, dest=f"named:{key}", action="append", metavar="[NAME=]PATH", help=_literal(f"{text} (key: {key})"))
         p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="configuration overrides, applied last")
     return parser
 

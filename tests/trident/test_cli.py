@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-JOBS = ["mine", "score", "sft", "rl", "eval", "pipeline", "demo"]
+JOBS = ["mine", "score", "sft", "seqkd", "rl", "eval", "pipeline", "demo"]
 
 
 def trident(*args, cwd=None):
@@ -18,6 +18,13 @@ def test_every_job_has_help(job):
     r = trident(job, "--help")
     assert r.returncode == 0
     assert f"usage: trident {job}" in r.stdout
+
+
+def test_the_job_list_is_its_help():
+    r = trident("--help")
+    assert r.returncode == 0, r.stderr
+    assert all(job in r.stdout for job in JOBS)
+    assert "bootstrap 95%" in r.stdout  # a literal % in a job's help, shown as written
 
 
 def test_mine_help_lists_config_keys():
