@@ -14,9 +14,12 @@ bootstrap 95 % intervals). The variants:
   group that differs in kill moves the policy 3x as much as one that differs in pans only), each
   sample's start drawn from the policy;
 - ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate start
-  of a task taken once (``rollout.start_draw=all``), its term weighted by π.
+  of a task taken once (``rollout.start_draw=all``), its term weighted by π;
+- ``split-credit``: ``all-starts`` with ``learner.credit=split``: each start is also run as it
+  was, the start choice's advantage is that run's reward against the task's other starts, and the
+  denoising steps' advantage is what their edits changed, ``R - R(start)``.
 
-    python bench/rl_experiment.py                    # all eight, about 2 h 50 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all nine, about 3 h 10 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -43,6 +46,7 @@ VARIANTS = {
     "group-mutants-kill": ["learner.advantage=group"],
     "groupmean-mutants-kill": ["rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
     "all-starts": [],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
+    "split-credit": ["learner.credit=split"],  # the start credited with its own run, the edits with their change
 }
 
 

@@ -200,11 +200,11 @@ class LearnerGroup:
     def lead(self) -> Any:
         return self.actors[0]
 
-    def train(self, rollouts: Any, rewards: Any) -> list[Any]:
+    def train(self, rollouts: Any, rewards: Any, start_rewards: Any = None) -> list[Any]:
         """Start an update on every learner (the batch goes to the object store once); the refs."""
         if len(self.actors) > 1:
-            rollouts, rewards = ray.put(rollouts), ray.put(rewards)
-        return [a.train.remote(rollouts, rewards) for a in self.actors]
+            rollouts, rewards, start_rewards = ray.put(rollouts), ray.put(rewards), ray.put(start_rewards)
+        return [a.train.remote(rollouts, rewards, start_rewards) for a in self.actors]
 
     @staticmethod
     def metrics(refs: list[Any]) -> dict[str, float]:

@@ -64,5 +64,8 @@ class RLConfig:
             raise RLError(f"tasks_per_iteration={self.tasks_per_iteration} must be >= 1")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise RLError("checkpoint_every and keep_checkpoints must be >= 1")
+        if self.learner.credit == "split" and (self.rollout.start != "edit" or self.rollout.start_temperature <= 0):
+            raise RLError("learner.credit=split credits the start choice with its start's own reward: it needs "
+                          "rollout.start=edit and rollout.start_temperature > 0 (or learner.credit=sample)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLError(f"max_minutes={self.max_minutes} must be > 0 (or null for no limit)")

@@ -47,8 +47,10 @@ class Batch:
     """One iteration's rollouts and rewards, with the timings and metrics of producing them."""
 
     def __init__(self, iteration: int, rollouts: list[Rollouts], rewards: list[torch.Tensor],
-                 metrics: dict[str, float], records: list[dict[str, Any]]) -> None:
+                 metrics: dict[str, float], records: list[dict[str, Any]],
+                 start_rewards: list[torch.Tensor] | None = None) -> None:
         self.iteration, self.rollouts, self.rewards, self.metrics, self.records = iteration, rollouts, rewards, metrics, records
+        self.start_rewards = start_rewards  # learner.credit=split: the reward of each sample's start
 
 
 def _plain(cfg: RLConfig) -> dict[str, Any]:
@@ -210,7 +212,7 @@ class Run:
         try:
             while True:
                 t0 = time.perf_counter()
-                train_refs = learner.train(batch.rollouts, batch.rewards)
+                train_refs = learner.train(batch.rollouts, batch.rewards, batch.start_rewards)
                 last = it + 1 >= cfg.iterations or (deadline is not None and time.perf_counter() > deadline)
                 nxt = None
                 if cfg.overlap and not last:  # k+1 is sampled with the weights before k's update
@@ -268,10 +270,20 @@ class Run:
         G = cfg.rollout.samples
         tasks = [task for share in shares for task in share]
         texts_all = [text for ro in done for text in ro.texts]
-        items = [(task, texts_all[i * G:(i + 1) * G]) for i, task in enumerate(tasks)]
-        verdicts_all = [v for row in sandbox.score(items, mutants=composition.mutants) for v in row]
+        # learner.credit=split: a task's starts that no sample kept as they were run too
+        split = cfg.learner.credit == "split"
+        starts_all = [s for ro in done for s in (ro.start_texts or ro.texts)] if split else texts_all
+        extras = [sorted(set(starts_all[i * G:(i + 1) * G]) - set(texts_all[i * G:(i + 1) * G])) for i in range(len(tasks))]
+        items = [(task, texts_all[i * G:(i + 1) * G] + extras[i]) for i, task in enumerate(tasks)]
+        rows = sandbox.score(items, mutants=composition.mutants)
+        verdicts_all = [v for row in rows for v in row[:G]]
         rew, metrics, records = compose(composition, [t for t in tasks for _ in range(G)], texts_all, verdicts_all)
         rewards = list(torch.split(rew, [len(ro) for ro in done]))
+        start_rewards = None
+        if split:
+            start_rewards = list(torch.split(self._start_rewards(composition, tasks, texts_all, starts_all, extras,
+                                                                 [row[G:] for row in rows], rew, metrics, records),
+                                             [len(ro) for ro in done]))
         final_v = torch.cat([ro.final_log_v for ro in done]).exp()
         ok = [i for i, v in enumerate(verdicts_all) if v.status != "infra"]
         if ok:
@@ -291,7 +303,38 @@ class Run:
             for rec, start in zip(records, starts):
                 rec["start"] = start
             metrics["start/logp"] = float(torch.cat([st.logp for st in chosen]).mean())
-        return Batch(it, done, rewards, metrics, records)
+        return Batch(it, done, rewards, metrics, records, start_rewards)
+
+    def _start_rewards(self, composition: Composition, tasks: list[Task], texts: list[str], starts: list[str],
+                       extras: list[list[str]], extra_verdicts: list[list[Any]], rew: torch.Tensor,
+                       metrics: dict[str, float], records: list[dict[str, Any]]) -> torch.Tensor:
+        """(N,) the reward of each sample's start as it was: a sample's own where it kept it (or
+        another sample of its task wrote it), else the start's run among ``extras``; and the
+        metrics of what the edits did."""
+        G = self.cfg.rollout.samples
+        extra_rew = torch.empty(0)
+        if any(extras):
+            extra_rew, _, _ = compose(composition, [t for t, row in zip(tasks, extras) for _ in row],
+                                      [x for row in extras for x in row], [v for row in extra_verdicts for v in row])
+        out, k = torch.empty(len(texts)), 0
+        for i in range(len(tasks)):
+            known = {texts[j]: float(rew[j]) for j in range(i * G, (i + 1) * G)}
+            for x in extras[i]:
+                known[x] = float(extra_rew[k])
+                k += 1
+            for j in range(i * G, (i + 1) * G):
+                out[j] = known[starts[j]]
+        edited = [j for j in range(len(texts)) if texts[j] != starts[j]]
+        metrics["credit/edited"] = len(edited) / max(1, len(texts))
+        metrics["credit/start_runs"] = float(k)
+        gains = (rew - out)[edited]
+        gains = gains[~torch.isnan(gains)]
+        if gains.numel():
+            metrics["credit/edit_gain"] = float(gains.mean())  # what the edits changed, over edited samples
+            metrics["credit/edit_changed"] = float((gains != 0).float().mean())
+        for rec, r0 in zip(records, out.tolist()):
+            rec["start_reward"] = None if math.isnan(r0) else r0
+        return out
 
     def _checkpoint(self, learner, iteration: int, cursor: dict[str, int], version: int) -> Path:
         import ray

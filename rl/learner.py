@@ -62,6 +62,7 @@ class LearnerConfig:
     value_coef: float = field(default=0.5, metadata={"help": "weight of the value head's BCE toward the reward"})
     advantage: str = field(default="group_mean", metadata={"help": "advantage estimator: group_mean (critic-free; measured best, docs/rl.md) | group | gae | mc | a registered one"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    credit: Literal["sample", "split"] = field(default="sample", metadata={"help": "sample: every action of a sample (its start choice and its denoising steps) gets the sample's advantage; split: the start choice is credited with the reward of its start as it was (also run in the sandbox), the denoising steps with what their edits changed, R - R(start) (needs a learned start: rollout.start=edit, start_temperature > 0)"})
     whiten: bool = field(default=True, metadata={"help": "normalise advantages to mean 0, std 1 over the batch's valid steps"})
     step_subsample: int = field(default=8, metadata={"help": "at most this many steps per sample per update (0 = every step)"})
     grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
@@ -83,6 +84,8 @@ class LearnerConfig:
             raise RLError("learner.kl_coef, entropy_coef and value_coef must be >= 0")
         if not 0 <= self.lam <= 1:
             raise RLError(f"learner.lam={self.lam} must lie in [0, 1]")
+        if self.credit not in ("sample", "split"):
+            raise RLError(f"learner.credit={self.credit!r} must be 'sample' or 'split'")
         if self.precision not in ("fp32", "bf16"):
             raise RLError(f"learner.precision={self.precision!r} must be fp32 or bf16")
         if self.workers < 1:
@@ -225,23 +228,43 @@ class Learner:
             return ro.values(self.pad)
         return torch.cat([ro.start.log_value[:, None], ro.values(self.pad)], dim=1)
 
-    def advantages(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def advantages(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
+                   start_rewards: Sequence[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per chunk: (advantages (N, A), action mask (N, A)) over the samples that have a reward.
         With a learned start choice it is action 0, the first step of the MDP (the estimators
-        see it as one: ``gae`` bootstraps it from ``V(x_0)``, ``group`` gives it the group's)."""
+        see it as one: ``gae`` bootstraps it from ``V(x_0)``, ``group`` gives it the group's).
+
+        ``credit='split'`` takes ``start_rewards`` (one (N,) tensor per chunk: the reward of each
+        sample's start as it was, NaN = none): the estimator sees the start choice alone, rewarded
+        with its start's reward, and each denoising step gets ``R - R(start)``: the execution of
+        the start is an exact baseline for the edits made from it (0 where they changed nothing)."""
         fn = get_advantage(self.cfg.advantage)
+        split = self.cfg.credit == "split"
+        if split and start_rewards is None:
+            raise RLError("learner.credit='split' needs the reward of each sample's start (the driver scores them "
+                          "with learner.credit=split); pass start_rewards, or set learner.credit=sample")
         out = []
-        for ro, r in zip(batch, rewards):
+        for c, (ro, r) in enumerate(zip(batch, rewards)):
             valid = ~torch.isnan(r)
+            r0 = start_rewards[c] if split else None
+            if split and ro.start is None:
+                raise RLError("learner.credit='split' credits a learned start choice; these rollouts have none "
+                              "(set rollout.start=edit with start_temperature > 0, or learner.credit=sample)")
+            if r0 is not None:
+                valid &= ~torch.isnan(r0)
             mask = self._action_mask(ro) & valid[:, None]
             values = self._values(ro).exp() if self.cfg.advantage not in CRITIC_FREE else None
             # Only samples with a reward reach the estimator: an unrewarded one must not pull a
             # group's baseline toward 0.
             rows = valid.nonzero().flatten()
             adv = torch.zeros(mask.shape, dtype=torch.float32)
-            if rows.numel():
+            if rows.numel() and r0 is None:
                 adv[rows] = fn(r[rows], None if values is None else values[rows], mask[rows], ro.group[rows],
                                lam=self.cfg.lam).float()
+            elif rows.numel():
+                adv[rows, :1] = fn(r0[rows], None if values is None else values[rows, :1], mask[rows, :1],
+                                   ro.group[rows], lam=self.cfg.lam).float()
+                adv[rows, 1:] = (r[rows] - r0[rows])[:, None].float()
             out.append((torch.where(mask, adv, 0.0), mask))
         if self.cfg.whiten:
             flat = torch.cat([a[m] for a, m in out])
@@ -250,16 +273,18 @@ class Learner:
                 out = [(torch.where(m, (a - mean) / (std + 1e-6), 0.0), m) for a, m in out]
         return out
 
-    def train(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor]) -> dict[str, float]:
+    def train(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
+              start_rewards: Sequence[torch.Tensor] | None = None) -> dict[str, float]:
         """One update on ``batch`` (chunks of rollouts) with ``rewards`` (one (N,) tensor per chunk,
-        NaN = no reward). Returns the metrics of the update (means over optimizer steps)."""
+        NaN = no reward) and, for ``credit='split'``, the rewards of the samples' starts. Returns
+        the metrics of the update (means over optimizer steps)."""
         t0 = time.perf_counter()
         for r in rewards:
             finite = r[~torch.isnan(r)]
             if finite.numel() and (float(finite.min()) < 0 or float(finite.max()) > 1):
                 raise RLError(f"rewards must lie in [0, 1] for the value V = P(success), got [{float(finite.min()):g}, "
                               f"{float(finite.max()):g}]; add 'clip: [0, 1]' to the reward composition")
-        advs = self.advantages(batch, rewards)
+        advs = self.advantages(batch, rewards, start_rewards)
         # The reference's start log-probs, once per batch (it is frozen): one forward over the candidates.
         with torch.no_grad(), self._autocast():
             ref_start = [None if ro.start is None else self._start_log_probs(self.reference, ro.start,

@@ -110,6 +110,7 @@ class Rollouts:
     final_log_v: torch.Tensor  # (N,) log V of the finished slot under the behaviour policy's critic
     start: StartChoice | None = None  # the learned start action (edit rollouts with start_temperature > 0)
     seconds: float = 0.0
+    start_texts: list[str] | None = None  # (N,) edit rollouts: each sample's start decoded before any edit
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -199,13 +200,15 @@ class RolloutWorker:
             rows = [r for r in start_rows(self.encoder, tasks, starts) for _ in range(G)]
         batch = collate(rows, model.special, 0.0).to(model.device)
         ids = batch.input_ids
+        L = model.slot_len
         sampler = replace(cfg.sampler, seed=seed)
+        start_texts = None
         if cfg.start == "edit":
+            start_texts = [self.encoder.decode(row.tolist()) for row in ids[:, -L:]]
             ids = edit_start(model, ids, batch.attention_mask, sampler)
             if cfg.mask_share > 0:
                 ids = self._explore(ids, seed)
         result = diffusion_generate(model, ids, batch.attention_mask, sampler, record=True)
-        L = model.slot_len
         final = torch.cat([ids[:, :-L], result.tokens], dim=1)
         critic = model(final, batch.attention_mask, last=L).critic[:, -L:]
         final_log_v = value_readout(critic, slot_positions(result.tokens, model.special.pad)).cpu()
@@ -215,7 +218,7 @@ class RolloutWorker:
         return Rollouts(iteration=iteration, version=self.version, task_ids=[t.id for t in tasks for _ in range(G)],
                         group=group, texts=texts, input_ids=ids.cpu(), attention_mask=batch.attention_mask.cpu(),
                         trajectory=result.trajectory, final_log_v=final_log_v, start=choice,
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0, start_texts=start_texts)
 
     def _choose_starts(self, tasks: Sequence[Task], seed: int) -> tuple[StartChoice, list[Encoded]]:
         """Draw ``samples`` starts per task among its ``start_top`` most likely candidates (a task

@@ -259,3 +259,42 @@ def test_a_greedy_start_is_not_an_action(tiny_model_dir, small_tasks):
     assert mask.shape == ro.step_mask.shape
     with pytest.raises(ValueError, match="start_temperature"):
         RolloutConfig(start_temperature=-1.0)
+
+
+def test_split_credit_gives_the_start_its_own_reward_and_the_edits_their_change(wide_rollouts):
+    from rl.learner import Learner, LearnerConfig, RLError
+
+    model_dir, worker, ro, tasks = wide_rollouts
+    st, L = ro.start, worker.model.slot_len
+    # each sample's start text is its chosen candidate's slot, decoded before any edit
+    assert ro.start_texts == [worker.encoder.decode(st.input_ids[int(c), -L:].tolist()) for c in st.chosen]
+    N = len(ro)
+    g = torch.Generator().manual_seed(3)
+    r = torch.rand(N, generator=g)
+    r0 = torch.rand(N, generator=g)
+    r0[1] = float("nan")  # its start was not scored: the sample is left out
+    learner = Learner(str(model_dir), LearnerConfig(advantage="group_mean", credit="split", whiten=False))
+    ((adv, mask),) = learner.advantages([ro], [r], [r0])
+    assert not mask[1].any()
+    for i in range(N):
+        if i == 1:
+            continue
+        mates = [j for j in range(N) if ro.group[j] == ro.group[i] and j != 1]
+        assert float(adv[i, 0]) == pytest.approx(float(r0[i] - r0[mates].mean()), abs=1e-6)
+        steps = mask[i, 1:]
+        assert torch.allclose(adv[i, 1:][steps], (r[i] - r0[i]).expand(int(steps.sum())))
+        assert not adv[i, 1:][~steps].any()
+    # an edit that changed nothing earns nothing, whatever the start earned
+    ((adv2, _),) = learner.advantages([ro], [r0.nan_to_num(0.5)], [r0.nan_to_num(0.5)])
+    assert not adv2[:, 1:].any()
+    with pytest.raises(RLError, match="credit='split' needs the reward of each sample's start"):
+        learner.advantages([ro], [r])
+    metrics = learner.train([ro], [r], [r0])
+    assert metrics["rl/optimizer_steps"] >= 1
+    with pytest.raises(RLError, match="credit"):
+        LearnerConfig(credit="steps")
+    from rl.config import RLConfig
+    from rl.rollout import RolloutConfig
+
+    with pytest.raises(RLError, match="start_temperature > 0"):
+        RLConfig(learner=LearnerConfig(credit="split"), rollout=RolloutConfig(start_temperature=0.0))

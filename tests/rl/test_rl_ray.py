@@ -227,3 +227,22 @@ def test_a_run_with_two_learners(local_ray, tiny_model_dir, small_tasks_file, tm
     assert metrics["rl/optimizer_steps"] >= 1 and metrics["rl/grad_norm"] > 0
     model, start = DiffusionLM.load(out / "final"), DiffusionLM.load(tiny_model_dir)
     assert any(not torch.equal(p, start.state_dict()[n]) for n, p in model.state_dict().items())
+
+
+def test_a_run_with_split_credit_scores_the_starts(local_ray, tiny_model_dir, small_tasks_file, tmp_path):
+    from rl.driver import run
+    from rl.learner import LearnerConfig
+    from rl.rollout import RolloutConfig
+
+    out = tmp_path / "run"
+    summary = run(tiny(tiny_model_dir, small_tasks_file, out, iterations=1, learner=LearnerConfig(minibatch=4, credit="split"),
+                       rollout=RolloutConfig(samples=2, start_draw="all", start_top=2, mask_share=0.5)))
+    assert summary["iterations"] == 1
+    (metrics,) = rows(out / "metrics.jsonl")
+    assert 0 <= metrics["credit/edited"] <= 1 and metrics["rl/optimizer_steps"] >= 1
+    samples = rows(out / "samples.jsonl")
+    assert all(s["start_reward"] is not None and 0 <= s["start_reward"] <= 1 for s in samples)
+    # every start an edit replaced was run on its own; a kept one has its sample's reward
+    assert metrics["credit/start_runs"] >= 1
+    kept = [s for s in samples if s["candidate"] == s["start"]]
+    assert all(s["start_reward"] == s["reward"] for s in kept)
