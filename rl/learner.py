@@ -266,7 +266,16 @@ class Learner:
                                    ro.group[rows], lam=self.cfg.lam).float()
                 adv[rows, 1:] = (r[rows] - r0[rows])[:, None].float()
             out.append((torch.where(mask, adv, 0.0), mask))
-        if self.cfg.whiten:
+        if self.cfg.whiten and split:
+            # The start column is whitened; the steps keep their exact baseline (0 where the edits
+            # changed nothing) and are scaled by the same std. Shifting them by a batch mean would
+            # credit every edit that changed nothing with minus the mean change of the others.
+            flat = torch.cat([a[m[:, 0], 0] for a, m in out])
+            if flat.numel() > 1:
+                mean, std = flat.mean(), flat.std()
+                out = [(torch.where(m, torch.cat([(a[:, :1] - mean), a[:, 1:]], dim=1) / (std + 1e-6), 0.0), m)
+                       for a, m in out]
+        elif self.cfg.whiten:
             flat = torch.cat([a[m] for a, m in out])
             if flat.numel() > 1:
                 mean, std = flat.mean(), flat.std()

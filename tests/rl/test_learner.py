@@ -287,6 +287,18 @@ def test_split_credit_gives_the_start_its_own_reward_and_the_edits_their_change(
     # an edit that changed nothing earns nothing, whatever the start earned
     ((adv2, _),) = learner.advantages([ro], [r0.nan_to_num(0.5)], [r0.nan_to_num(0.5)])
     assert not adv2[:, 1:].any()
+    # whitened: the start column to mean 0 and std 1; the steps scaled by the same std, not
+    # shifted, so an edit that changed nothing still earns nothing
+    white = Learner(str(model_dir), LearnerConfig(advantage="group_mean", credit="split", whiten=True))
+    ((wadv, wmask),) = white.advantages([ro], [r], [r0])
+    starts = adv[mask[:, 0], 0]
+    assert float(wadv[wmask[:, 0], 0].mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(wadv[wmask[:, 0], 0].std()) == pytest.approx(1.0, abs=1e-4)
+    steps = wmask.clone()
+    steps[:, 0] = False
+    assert torch.allclose(wadv[steps], adv[steps] / (starts.std() + 1e-6), atol=1e-5)
+    ((wadv2, _),) = white.advantages([ro], [r0.nan_to_num(0.5)], [r0.nan_to_num(0.5)])
+    assert not wadv2[:, 1:].any()
     with pytest.raises(RLError, match="credit='split' needs the reward of each sample's start"):
         learner.advantages([ro], [r])
     metrics = learner.train([ro], [r], [r0])
