@@ -228,6 +228,15 @@ class Learner:
             return ro.values(self.pad)
         return torch.cat([ro.start.log_value[:, None], ro.values(self.pad)], dim=1)
 
+    @staticmethod
+    def _shift(mean: torch.Tensor, width: int, start_only: bool) -> torch.Tensor:
+        """(width,) what whitening subtracts from each action column: ``mean`` from every column, or
+        from the start column alone."""
+        shift = mean.expand(width).clone()
+        if start_only:
+            shift[1:] = 0
+        return shift
+
     def advantages(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
                    start_rewards: Sequence[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per chunk: (advantages (N, A), action mask (N, A)) over the samples that have a reward.
@@ -266,20 +275,14 @@ class Learner:
                                    ro.group[rows], lam=self.cfg.lam).float()
                 adv[rows, 1:] = (r[rows] - r0[rows])[:, None].float()
             out.append((torch.where(mask, adv, 0.0), mask))
-        if self.cfg.whiten and split:
-            # The start column is whitened; the steps keep their exact baseline (0 where the edits
-            # changed nothing) and are scaled by the same std. Shifting them by a batch mean would
-            # credit every edit that changed nothing with minus the mean change of the others.
-            flat = torch.cat([a[m[:, 0], 0] for a, m in out])
+        if self.cfg.whiten:
+            # With split only the start column is centred (and sets the mean and std): the steps
+            # keep their exact baseline, 0 where the edits changed nothing, scaled by the same std.
+            flat = torch.cat([a[m[:, 0], 0] if split else a[m] for a, m in out])
             if flat.numel() > 1:
                 mean, std = flat.mean(), flat.std()
-                out = [(torch.where(m, torch.cat([(a[:, :1] - mean), a[:, 1:]], dim=1) / (std + 1e-6), 0.0), m)
+                out = [(torch.where(m, (a - self._shift(mean, a.shape[1], split)) / (std + 1e-6), 0.0), m)
                        for a, m in out]
-        elif self.cfg.whiten:
-            flat = torch.cat([a[m] for a, m in out])
-            if flat.numel() > 1:
-                mean, std = flat.mean(), flat.std()
-                out = [(torch.where(m, (a - mean) / (std + 1e-6), 0.0), m) for a, m in out]
         return out
 
     def train(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
