@@ -8,7 +8,7 @@ update over a batch of :class:`~rl.rollout.Rollouts` and their rewards:
    critic values ``V(x_k) = exp(Σ log σ(z_i))``; ``group`` needs none), whitened over the batch;
    a learned start choice (``rl.rollout.StartChoice``) is the first action, taken in the state
    before any start whose value is ``Σ_c π(c) V(c)`` over the candidates;
-3. ``epochs`` passes over shuffled minibatches of samples; in each, up to ``step_subsample``
+3. ``epochs`` passes over shuffled minibatches of whole task groups; in each, up to ``step_subsample``
    steps per sample are re-run (one forward per step on the rows that chose it, then backward,
    so memory holds one step's graph): PPO clipped surrogate with the importance ratio against the
    recorded log-probs, ``kl_coef`` · k3 KL to the frozen reference, ``entropy_coef`` bonus, and
@@ -37,8 +37,8 @@ from pretrain.model import DiffusionLM
 from pretrain.sampler import evaluate_step, slot_scores
 
 from .advantages import CRITIC_FREE, get_advantage
-from .ppo import (explained_variance, ppo_loss, segment_entropy, segment_log_softmax, subsample_steps, value_loss,
-                  value_readout)
+from .ppo import (explained_variance, group_minibatches, ppo_loss, segment_entropy, segment_log_softmax,
+                  subsample_steps, value_loss, value_readout)
 from .rollout import Rollouts, StartChoice, slot_positions
 
 __all__ = ["LearnerConfig", "Learner", "RLError"]
@@ -55,7 +55,7 @@ class LearnerConfig:
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     epochs: int = field(default=2, metadata={"help": "PPO passes over each batch"})
-    minibatch: int = field(default=32, metadata={"help": "samples per optimizer step"})
+    minibatch: int = field(default=32, metadata={"help": "samples per optimizer step (whole task groups: a step closes at this many or more)"})
     clip: float = field(default=0.2, metadata={"help": "PPO clip range epsilon"})
     kl_coef: float = field(default=0.05, metadata={"help": "weight of the k3 KL to the frozen SFT reference"})
     entropy_coef: float = field(default=0.0, metadata={"help": "weight of the entropy bonus at committed positions"})
@@ -305,14 +305,10 @@ class Learner:
         sums: dict[str, float] = {}
         n_opt = 0
         for _ in range(self.cfg.epochs):
-            order = [(c, i) for c, (_, m) in enumerate(advs) for i in torch.nonzero(m.any(-1)).flatten().tolist()]
-            random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))).shuffle(order)
-            by_chunk: dict[int, list[int]] = {}
-            for c, i in order:
-                by_chunk.setdefault(c, []).append(i)
-            for c, rows in by_chunk.items():
-                for lo in range(0, len(rows), self.cfg.minibatch):
-                    idx = torch.tensor(sorted(rows[lo:lo + self.cfg.minibatch]))
+            rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+            for c, (_, m) in enumerate(advs):
+                rows = torch.nonzero(m.any(-1)).flatten()
+                for idx in group_minibatches(batch[c].group[rows], rows, self.cfg.minibatch, rng):
                     m = self._minibatch(batch[c], rewards[c], advs[c][0], advs[c][1], idx, ref_start[c])
                     for k, v in m.items():
                         sums[k] = sums.get(k, 0.0) + v

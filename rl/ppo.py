@@ -9,6 +9,7 @@ recorded by the sampler for the behaviour policy (``old``) and recomputed by the
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -128,3 +129,27 @@ def segment_entropy(logp: torch.Tensor, segments: torch.Tensor, n: int | None = 
     """(n,) entropy of each segment's distribution, from its members' log-probabilities (C,)."""
     n = int(segments.max()) + 1 if n is None else n
     return torch.zeros(n, device=logp.device, dtype=logp.dtype).index_add(0, segments, -(logp.exp() * logp))
+
+
+def group_minibatches(groups: torch.Tensor, rows: torch.Tensor, size: int, rng: random.Random) -> list[torch.Tensor]:
+    """``rows`` (sample indices, their task groups ``groups``) in minibatches of whole groups, the
+    groups in ``rng``'s order, each minibatch closed once it holds ``size`` samples or more.
+
+    A task's samples stay together: its start candidates are re-scored once per epoch, not by
+    every minibatch one of its samples fell into, and a step sees each of its groups whole (with
+    ``start_draw: all`` the start term of a step is then the exact expectation over the choice).
+    """
+    members: dict[int, list[int]] = {}
+    for g, i in zip(groups.tolist(), rows.tolist()):
+        members.setdefault(g, []).append(i)
+    order = sorted(members)
+    rng.shuffle(order)
+    out, cur = [], []
+    for g in order:
+        cur += members[g]
+        if len(cur) >= size:
+            out.append(torch.tensor(sorted(cur)))
+            cur = []
+    if cur:
+        out.append(torch.tensor(sorted(cur)))
+    return out

@@ -20,7 +20,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from pretrain.data import DataConfig, Encoded, Encoder, collate
+from pretrain.data import Batch, DataConfig, Encoded, Encoder, collate
 from pretrain.evaluate import edit_starts, start_candidates, start_rows
 from pretrain.model import DiffusionLM
 from pretrain.retrieval import Retriever
@@ -233,16 +233,17 @@ class RolloutWorker:
             rows.append(start_rows(self.encoder, [tasks[i]], [nearest])[0])
             owner.append(i)
             texts.append(nearest)
-        ll, _ = self._score(rows)
+        cand = collate(rows, model.special, 0.0)
+        ll, log_v = self._score(cand)
         keep = []
         for i in range(len(tasks)):
             members = [c for c, o in enumerate(owner) if o == i]
             keep += sorted(sorted(members, key=lambda c: -float(ll[c]))[:cfg.start_top])
-        rows, texts = [rows[c] for c in keep], [texts[c] for c in keep]
+        # The kept rows as scored (the learner recomputes log π from exactly these tensors).
+        at = torch.tensor(keep)
+        rows, texts, ll, log_v = [rows[c] for c in keep], [texts[c] for c in keep], ll[at], log_v[at]
+        cand_ids, cand_attn = cand.input_ids[at], cand.attention_mask[at]
         owners = torch.tensor([owner[c] for c in keep])
-        # Re-scored as stored (the learner recomputes log π from exactly these rows).
-        ll, log_v = self._score(rows)
-        cand = collate(rows, model.special, 0.0)
         logp = segment_log_softmax(ll / cfg.start_temperature, owners, len(tasks))
         # log Σ_c π(c) V(c) per task: the value before the choice, the start action's baseline
         joint = logp + log_v
@@ -258,17 +259,16 @@ class RolloutWorker:
                 chosen.append(members[torch.multinomial(logp[members].exp(), G, replacement=True, generator=g)])
         picks = torch.cat(chosen)
         weight = enumeration_weights(picks, logp[picks].exp(), G) if cfg.start_draw == "all" else None
-        choice = StartChoice(input_ids=cand.input_ids, attention_mask=cand.attention_mask, owner=owners, texts=texts,
+        choice = StartChoice(input_ids=cand_ids, attention_mask=cand_attn, owner=owners, texts=texts,
                              chosen=picks, logp=logp[picks], log_value=before[owners[picks]],
                              temperature=cfg.start_temperature, weight=weight)
         return choice, [rows[int(c)] for c in picks]
 
-    def _score(self, rows: Sequence[Encoded], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slot log-likelihood and log V of candidate rows (collated together, as the learner sees them)."""
+    def _score(self, cand: Batch, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot log-likelihood and log V of collated candidate rows."""
         model = self.model
-        cand = collate(rows, model.special, 0.0)
         ll, log_v = [], []
-        for lo in range(0, len(rows), batch_size):
+        for lo in range(0, len(cand.input_ids), batch_size):
             ids = cand.input_ids[lo:lo + batch_size].to(model.device)
             score, critic = slot_scores(model, ids, cand.attention_mask[lo:lo + batch_size].to(model.device))
             ll.append(score.cpu())

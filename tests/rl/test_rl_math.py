@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 import torch
 
 from rl.advantages import (AdvantageError, gae, get_advantage, group, group_mean, known_advantages, mc,
                            register_advantage)
-from rl.ppo import (explained_variance, kl_k3, ppo_loss, segment_log_softmax, subsample_steps, value_loss,
-                    value_readout)
+from rl.ppo import (explained_variance, group_minibatches, kl_k3, ppo_loss, segment_log_softmax, subsample_steps,
+                    value_loss, value_readout)
 
 V3 = torch.tensor([[0.2, 0.5, 0.8]])
 FULL = torch.tensor([[True, True, True]])
@@ -167,6 +168,23 @@ def test_subsample_steps_and_explained_variance():
     assert explained_variance(t, t) == 1.0
     assert explained_variance(torch.full((4,), 0.5), t) == pytest.approx(0.0)
     assert math.isnan(explained_variance(t, torch.ones(4)))
+
+
+def test_minibatches_hold_whole_task_groups():
+    # 5 tasks of 4 samples, task 2 with one sample left out (no reward): rows are sample indices
+    rows = torch.tensor([i for i in range(20) if i != 9])
+    groups = rows // 4
+    batches = group_minibatches(groups, rows, 8, random.Random(0))
+    seen = torch.cat(batches)
+    assert sorted(seen.tolist()) == rows.tolist()  # every sample once
+    for b in batches:
+        tasks = set((b // 4).tolist())
+        assert all(set(rows[groups == g].tolist()) <= set(b.tolist()) for g in tasks)  # whole groups
+    # a minibatch closes at 8 or more samples: 4 + 4, or 3 + 4 + 4; the rest is the last
+    assert all(len(b) >= 8 for b in batches[:-1]) and len(batches) == 2
+    # the order is the generator's: another seed, other minibatches
+    orders = {tuple(tuple(b.tolist()) for b in group_minibatches(groups, rows, 8, random.Random(s))) for s in range(8)}
+    assert len(orders) > 1
 
 
 def test_segment_log_softmax_and_entropy_are_per_segment():
