@@ -50,7 +50,9 @@ def main() -> None:
     from trident.config import load_config
 
     shutil.rmtree(args.out, ignore_errors=True)
-    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
+    base = load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl.yaml")
+    actors = base.learner.workers + base.ray.rollout_workers + base.ray.sandbox_workers  # one CPU each
+    ray.init(address="local", num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False)
     results = {}
     for name, overlap in (("overlap off", False), ("overlap on", True)):
         cfg = load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl.yaml",

@@ -57,6 +57,24 @@ def _plain(cfg: RLConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg), default=str))
 
 
+def _check_cpus(cfg: RLConfig, needed: int, *, local: bool) -> None:
+    """Every actor takes one CPU; on a Ray with fewer they would wait for one forever. A local
+    Ray this run started is refused with the fix; a cluster (an autoscaler may add nodes) warned of."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 0))
+    if cpus >= needed:
+        return
+    r = cfg.ray
+    what = (f"the Ray has {cpus:g} CPUs and this run's actors take {needed}, one each ({cfg.learner.workers} "
+            f"learner, {r.rollout_workers} rollout, {r.sandbox_workers} sandbox)")
+    if local:
+        raise RLError(f"{what}: they would wait forever; lower ray.rollout_workers, ray.sandbox_workers or "
+                      f"learner.workers, or raise ray.num_cpus (logical CPUs may exceed the cores)")
+    print(f"rl: warning: {what}; they wait until the cluster has the CPUs (add nodes, or lower the workers)",
+          flush=True)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -143,6 +161,7 @@ class Run:
         actors: list[Any] = []
         learner = None
         try:
+            _check_cpus(cfg, needed, local=joined and not (r.address or os.environ.get("RAY_ADDRESS")))
             learner = LearnerGroup(str(cfg.model), cfg.learner, seed=cfg.seed)
             rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, pool, r.retries, r.rollout_threads)
             sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)

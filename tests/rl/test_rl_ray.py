@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -246,3 +247,19 @@ def test_a_run_with_split_credit_scores_the_starts(local_ray, tiny_model_dir, sm
     assert metrics["credit/start_runs"] >= 1
     kept = [s for s in samples if s["candidate"] == s["start"]]
     assert all(s["start_reward"] == s["reward"] for s in kept)
+
+
+def test_a_local_ray_with_too_few_cpus_for_the_actors_is_refused(tiny_model_dir, small_tasks_file, tmp_path):
+    """Four actors at one CPU each on a local Ray of 2 would wait forever: one error with the fix,
+    before any actor starts, nothing written but the run's config."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "trident", "rl", f"model={tiny_model_dir}", f"tasks={small_tasks_file}",
+                           f"out={out}", "iterations=1", "progress=false", "ray.num_cpus=2", "ray.sandbox_workers=2"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode != 0
+    err = proc.stderr + proc.stdout
+    assert "2 CPUs" in err and "take 4" in err and "ray.num_cpus" in err, err[-2000:]
+    assert not (out / "checkpoints").exists()
