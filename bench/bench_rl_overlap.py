@@ -50,12 +50,12 @@ def main() -> None:
     from trident.config import load_config
 
     shutil.rmtree(args.out, ignore_errors=True)
-    base = load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl.yaml")
-    actors = base.learner.workers + base.ray.rollout_workers + base.ray.sandbox_workers  # one CPU each
+    config = Path(__file__).resolve().parents[1] / "configs" / "rl.yaml"
+    actors = load_config(RLConfig, config).actors  # one CPU each
     ray.init(address="local", num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False)
     results = {}
     for name, overlap in (("overlap off", False), ("overlap on", True)):
-        cfg = load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl.yaml",
+        cfg = load_config(RLConfig, config,
                           overrides=[f"model={args.model}", f"tasks={args.tasks}", f"out={args.out / name.replace(' ', '-')}",
                                      f"iterations={args.iterations}", "max_minutes=null", f"overlap={str(overlap).lower()}",
                                      "progress=false", f"checkpoint_every={args.iterations}"])

@@ -31,20 +31,21 @@ __all__ = ["connect", "ActorPool", "SandboxPool", "RolloutPool", "LearnerGroup"]
 LOST = (RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ActorUnavailableError)
 
 
-def connect(address: str | None, num_cpus: int) -> tuple[str, bool]:
+def connect(address: str | None, num_cpus: int) -> tuple[str, bool, bool]:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray with
-    ``num_cpus`` logical CPUs. Returns how it connected (for the log) and whether this call
-    started or joined Ray (so the caller disconnects when done; an existing connection is kept)."""
+    ``num_cpus`` logical CPUs. Returns how it connected (for the log), whether this call started
+    or joined Ray (so the caller disconnects when done; an existing connection is kept), and
+    whether it started a local Ray (no other node will join it)."""
     if ray.is_initialized():
-        return "the Ray this process already joined", False
+        return "the Ray this process already joined", False, False
     address = address or os.environ.get("RAY_ADDRESS")
     # The actors import this project's packages; on a cluster `ray job submit --working-dir .` ships them.
     if address:
         ray.init(address=address, log_to_driver=True)
-        return f"Ray at {address}", True
+        return f"Ray at {address}", True, False
     # address="local": always a new local instance, never a stray cluster that happens to run here.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
-    return f"a local Ray ({num_cpus} logical CPUs)", True
+    return f"a local Ray ({num_cpus} logical CPUs)", True, True
 
 
 class ActorPool:

@@ -57,6 +57,11 @@ class RLConfig:
     sandbox: Limits = field(default_factory=Limits, metadata={"help": "sandbox limits"})
     ray: RayConfig = field(default_factory=RayConfig, metadata={"help": "Ray cluster and actors"})
 
+    @property
+    def actors(self) -> int:
+        """The run's Ray actors, one CPU each: learners, rollout and sandbox actors."""
+        return self.learner.workers + self.ray.rollout_workers + self.ray.sandbox_workers
+
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise RLError(f"iterations={self.iterations} must be >= 1")

@@ -57,16 +57,16 @@ def _plain(cfg: RLConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg), default=str))
 
 
-def _check_cpus(cfg: RLConfig, needed: int, *, local: bool) -> None:
+def _check_cpus(cfg: RLConfig, *, local: bool) -> None:
     """Every actor takes one CPU; on a Ray with fewer they would wait for one forever. A local
     Ray this run started is refused with the fix; a cluster (an autoscaler may add nodes) warned of."""
     import ray
 
     cpus = float(ray.cluster_resources().get("CPU", 0))
-    if cpus >= needed:
+    if cpus >= cfg.actors:
         return
     r = cfg.ray
-    what = (f"the Ray has {cpus:g} CPUs and this run's actors take {needed}, one each ({cfg.learner.workers} "
+    what = (f"the Ray has {cpus:g} CPUs and this run's actors take {cfg.actors}, one each ({cfg.learner.workers} "
             f"learner, {r.rollout_workers} rollout, {r.sandbox_workers} sandbox)")
     if local:
         raise RLError(f"{what}: they would wait forever; lower ray.rollout_workers, ray.sandbox_workers or "
@@ -154,14 +154,13 @@ class Run:
         _write_atomic(self.out / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
 
         r = cfg.ray
-        needed = cfg.learner.workers + r.rollout_workers + r.sandbox_workers
-        how, joined = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, needed))
+        how, joined, local = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, cfg.actors))
         print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
               f"{cfg.rollout.samples} samples on {how}")
         actors: list[Any] = []
         learner = None
         try:
-            _check_cpus(cfg, needed, local=joined and not (r.address or os.environ.get("RAY_ADDRESS")))
+            _check_cpus(cfg, local=local)
             learner = LearnerGroup(str(cfg.model), cfg.learner, seed=cfg.seed)
             rollouts = RolloutPool(r.rollout_workers, str(cfg.model), cfg.rollout, pool, r.retries, r.rollout_threads)
             sandbox = SandboxPool(r.sandbox_workers, cfg.sandbox, r.retries)

@@ -306,8 +306,8 @@ class Learner:
         n_opt = 0
         for _ in range(self.cfg.epochs):
             rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
-            for c, (_, m) in enumerate(advs):
-                rows = torch.nonzero(m.any(-1)).flatten()
+            for c, (_, mask) in enumerate(advs):
+                rows = torch.nonzero(mask.any(-1)).flatten()
                 for idx in group_minibatches(batch[c].group[rows], rows, self.cfg.minibatch, rng):
                     m = self._minibatch(batch[c], rewards[c], advs[c][0], advs[c][1], idx, ref_start[c])
                     for k, v in m.items():
