@@ -17,9 +17,11 @@ bootstrap 95 % intervals). The variants:
   of a task taken once (``rollout.start_draw=all``), its term weighted by π;
 - ``split-credit``: ``all-starts`` with ``learner.credit=split``: each start is also run as it
   was, the start choice's advantage is that run's reward against the task's other starts, and the
-  denoising steps' advantage is what their edits changed, ``R - R(start)``.
+  denoising steps' advantage is what their edits changed, ``R - R(start)``;
+- ``value-light``: ``all-starts`` with ``learner.value_coef=0.05``: the value head's BCE, whose
+  gradient in the shared trunk is about twice the policy's at 0.5, weighs a tenth as much.
 
-    python bench/rl_experiment.py                    # all nine, about 3 h 10 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all ten, about 3 h 30 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -47,16 +49,19 @@ VARIANTS = {
     "groupmean-mutants-kill": ["rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
     "all-starts": [],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
     "split-credit": ["learner.credit=split"],  # the start credited with its own run, the edits with their change
+    "value-light": ["learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
 }
 
 
 def summarize(out: Path, names: list[str]) -> str:
     """Per run: iterations in the budget, the training reward and pass/kill rates of the first and
-    last ten iterations, and the time split (per iteration, the first left out)."""
+    last ten iterations, the mean ``start/greedy_gain`` (the reward of the policy's most likely
+    start minus the SFT model's, on each iteration's tasks before it learns from them), and the
+    time split (per iteration, the first left out)."""
     import json
 
     lines = [f"{'run':<16} {'iters':>5} {'reward first10 -> last10':>26} {'pass':>13} {'kill':>13} "
-             f"{'rollout':>7} {'reward':>6} {'learn':>6} {'wait':>5} {'wait share':>10}"]
+             f"{'greedy gain':>11} {'rollout':>7} {'reward':>6} {'learn':>6} {'wait':>5} {'wait share':>10}"]
     for name in names:
         rows = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
@@ -70,6 +75,7 @@ def summarize(out: Path, names: list[str]) -> str:
             f"{name:<16} {len(rows):>5} {mean('rewards/trident/mean', first):>12.3f} -> {mean('rewards/trident/mean', last):.3f}"
             f"      {mean('rl/pass_rate', first):.3f}->{mean('rl/pass_rate', last):.3f} "
             f"{mean('rl/kill_rate', first):.3f}->{mean('rl/kill_rate', last):.3f} "
+            f"{mean('start/greedy_gain', rows):+11.3f} "
             f"{mean('time/rollout_s', timed):7.1f} {mean('time/reward_s', timed):6.1f} {mean('time/learn_s', timed):6.1f} "
             f"{mean('time/wait_s', timed):5.1f} {100 * sum(r['time/wait_s'] for r in timed) / wall:9.1f}%")
     return "\n".join(lines)

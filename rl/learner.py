@@ -37,8 +37,8 @@ from pretrain.model import DiffusionLM
 from pretrain.sampler import evaluate_step, slot_scores
 
 from .advantages import CRITIC_FREE, get_advantage
-from .ppo import (explained_variance, group_minibatches, ppo_loss, segment_entropy, segment_log_softmax,
-                  subsample_steps, value_loss, value_readout)
+from .ppo import (explained_variance, greedy_rewards, group_minibatches, ppo_loss, segment_entropy,
+                  segment_log_softmax, subsample_steps, value_loss, value_readout)
 from .rollout import Rollouts, StartChoice, slot_positions
 
 __all__ = ["LearnerConfig", "Learner", "RLError"]
@@ -315,6 +315,7 @@ class Learner:
                     n_opt += 1
         metrics = {k: v / max(1, n_opt) for k, v in sums.items()}
         metrics.update(self._value_metrics(batch, rewards, advs))
+        metrics.update(self._greedy_metrics(batch, rewards, ref_start))
         self.updates += 1
         metrics["rl/optimizer_steps"] = float(n_opt)
         metrics["time/learn_s"] = time.perf_counter() - t0
@@ -404,6 +405,26 @@ class Learner:
                            entropy_coef=cfg.entropy_coef, weights=weight)
         (loss * share).backward()
         return {"start/" + k.split("/", 1)[1]: float(v) for k, v in m.items()}
+
+    @staticmethod
+    def _greedy_metrics(batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
+                        ref_start: Sequence[torch.Tensor | None]) -> dict[str, float]:
+        """A held-out signal at no cost: the batch's tasks are new to the policy, so the reward of
+        the sample whose start the behaviour policy finds most likely, against the one the frozen
+        reference (the SFT model) would have taken among the same samples, estimates what the
+        updates so far did to the evaluation's greedy start choice (``start/greedy_gain``; the
+        samples carry their edits, which the evaluation does not make)."""
+        own, ref = [], []
+        for ro, r, rs in zip(batch, rewards, ref_start):
+            if ro.start is None or rs is None:
+                continue
+            own.append(greedy_rewards(ro.start.logp, r, ro.group))
+            ref.append(greedy_rewards(rs.cpu(), r, ro.group))
+        if not own or not torch.cat(own).numel():
+            return {}
+        a, b = torch.cat(own), torch.cat(ref)
+        return {"start/greedy_reward": float(a.mean()), "start/ref_greedy_reward": float(b.mean()),
+                "start/greedy_gain": float((a - b).mean())}
 
     def _value_metrics(self, batch: Sequence[Rollouts], rewards: Sequence[torch.Tensor],
                        advs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

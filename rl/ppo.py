@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["value_readout", "value_loss", "ppo_loss", "kl_k3", "subsample_steps", "explained_variance",
+__all__ = ["value_readout", "value_loss", "ppo_loss", "kl_k3", "subsample_steps", "explained_variance", "greedy_rewards",
            "segment_log_softmax", "segment_entropy"]
 
 
@@ -129,6 +129,22 @@ def segment_entropy(logp: torch.Tensor, segments: torch.Tensor, n: int | None = 
     """(n,) entropy of each segment's distribution, from its members' log-probabilities (C,)."""
     n = int(segments.max()) + 1 if n is None else n
     return torch.zeros(n, device=logp.device, dtype=logp.dtype).index_add(0, segments, -(logp.exp() * logp))
+
+
+def greedy_rewards(scores: torch.Tensor, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(G,) per task group, the reward of its sample with the highest score (``scores`` (N,) e.g.
+    the start's log-probability under one policy; ``rewards`` (N,), NaN = none; ``groups`` (N,)):
+    what the evaluation's greedy system, which takes the most likely start, would have earned with
+    the task's samples. Groups whose samples are not all rewarded are left out; ties go to the
+    first sample."""
+    out = []
+    for g in torch.unique(groups).tolist():
+        rows = torch.nonzero(groups == g).flatten()
+        r = rewards[rows]
+        if bool(torch.isnan(r).any()):
+            continue
+        out.append(r[int(torch.argmax(scores[rows]))])
+    return torch.stack(out).float() if out else torch.zeros(0)
 
 
 def group_minibatches(groups: torch.Tensor, rows: torch.Tensor, size: int, rng: random.Random) -> list[torch.Tensor]:

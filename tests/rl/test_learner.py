@@ -210,6 +210,10 @@ def test_the_start_choice_learns_toward_the_rewarded_candidate(wide_rollouts):
         after = learner._start_log_probs(learner.policy, st, rows)[0][0]
     assert float(after) > float(before)
     assert {"start/policy_loss", "start/kl_ref", "start/entropy", "start/clip_frac"} <= set(metrics)
+    # the one rewarded group, sampled by the reference itself: both pick the same sample
+    most_likely = rows[int(torch.argmax(st.logp[rows]))]
+    assert metrics["start/greedy_reward"] == metrics["start/ref_greedy_reward"] == float(rewards[most_likely])
+    assert metrics["start/greedy_gain"] == 0.0
 
 
 def test_an_enumerated_start_takes_every_candidate_weighted_by_its_probability(wide_rollouts, small_tasks):

@@ -10,8 +10,8 @@ import torch
 
 from rl.advantages import (AdvantageError, gae, get_advantage, group, group_mean, known_advantages, mc,
                            register_advantage)
-from rl.ppo import (explained_variance, group_minibatches, kl_k3, ppo_loss, segment_log_softmax, subsample_steps,
-                    value_loss, value_readout)
+from rl.ppo import (explained_variance, greedy_rewards, group_minibatches, kl_k3, ppo_loss, segment_log_softmax,
+                    subsample_steps, value_loss, value_readout)
 
 V3 = torch.tensor([[0.2, 0.5, 0.8]])
 FULL = torch.tensor([[True, True, True]])
@@ -219,3 +219,15 @@ def test_the_start_action_is_the_first_step_of_gae():
     # row 0: d2 = 1 - .8, d1 = .8 - .5, d0 = .5 - .4; A0 = d0 + .5 d1 + .25 d2
     assert a[0, 0].item() == pytest.approx(0.1 + 0.5 * 0.3 + 0.25 * 0.2)
     assert a[1, 0].item() == pytest.approx(-0.3)
+
+
+def test_greedy_rewards_take_each_groups_most_likely_sample_and_skip_unrewarded_groups():
+    scores = torch.tensor([-1.0, -0.2, -3.0, -0.5, -0.1, -2.0, -0.3])
+    rewards = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.75, float("nan"), 1.0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    # group 0: the -0.2 sample (1.0); group 1: the -0.1 sample (0.75); group 2 has a sample without a reward
+    assert greedy_rewards(scores, rewards, groups).tolist() == [1.0, 0.75]
+    # another policy's scores pick other samples of the same groups
+    other = torch.tensor([0.0, -1.0, -2.0, 0.0, -1.0, 0.0, 0.0])
+    assert greedy_rewards(other, rewards, groups).tolist() == [0.0, 0.25]
+    assert greedy_rewards(scores, torch.full((7,), float("nan")), groups).numel() == 0
