@@ -19,9 +19,12 @@ bootstrap 95 % intervals). The variants:
   was, the start choice's advantage is that run's reward against the task's other starts, and the
   denoising steps' advantage is what their edits changed, ``R - R(start)``;
 - ``value-light``: ``all-starts`` with ``learner.value_coef=0.05``: the value head's BCE, whose
-  gradient in the shared trunk is about twice the policy's at 0.5, weighs a tenth as much.
+  gradient in the shared trunk is half the policy's at 0.5 (bench/bench_rl_gradients.py), weighs a
+  tenth as much;
+- ``top-layers``: ``all-starts`` with ``learner.train_layers=2``: the embeddings (tied to the
+  output projection) and the lower 2 of the 4 layers keep the SFT weights.
 
-    python bench/rl_experiment.py                    # all ten, about 3 h 30 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all eleven, about 3 h 50 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -50,6 +53,7 @@ VARIANTS = {
     "all-starts": [],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
     "split-credit": ["learner.credit=split"],  # the start credited with its own run, the edits with their change
     "value-light": ["learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
+    "top-layers": ["learner.train_layers=2"],  # only the top 2 of 4 layers and the heads learn
 }
 
 

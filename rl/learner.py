@@ -66,6 +66,7 @@ class LearnerConfig:
     whiten: bool = field(default=True, metadata={"help": "normalise advantages to mean 0, std 1 over the batch's valid steps"})
     step_subsample: int = field(default=8, metadata={"help": "at most this many steps per sample per update (0 = every step)"})
     grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
+    train_layers: int = field(default=0, metadata={"help": "0 = train every parameter; N = only the top N transformer layers and the heads above them (the embeddings, tied to the output projection, and the lower layers keep the SFT weights)"})
     num_gpus: float = field(default=0.0, metadata={"help": "GPUs for the learner actor (0 = CPU)"})
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast; on a GPU)"})
     threads: int = field(default=1, metadata={"help": "torch threads of a CPU learner (Ray gives an actor one CPU)"})
@@ -90,12 +91,39 @@ class LearnerConfig:
             raise RLError(f"learner.precision={self.precision!r} must be fp32 or bf16")
         if self.workers < 1:
             raise RLError(f"learner.workers={self.workers} must be >= 1 (1 = one learner actor)")
+        if self.train_layers < 0:
+            raise RLError(f"learner.train_layers={self.train_layers} must be >= 0 (0 = every parameter)")
         if self.num_gpus < 0:
             raise RLError(f"learner.num_gpus={self.num_gpus} must be >= 0 (0 = CPU)")
         try:
             get_advantage(self.advantage)
         except AdvantageError as exc:
             raise RLError(f"learner.advantage: {exc}") from None
+
+
+def _freeze_below(model: DiffusionLM, top: int) -> None:
+    """Leave only the top ``top`` transformer layers and what lies above them (a final norm, the
+    heads' norm and biases, the critic head) trainable; the embeddings, which the output
+    projection shares, and the layers below keep their weights."""
+    backbone = model.backbone
+    n = backbone.config.num_hidden_layers
+    layers = next((m for m in backbone.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n), None)
+    if layers is None:
+        raise RLError(f"learner.train_layers: found no list of {n} transformer layers in this {type(backbone).__name__}; "
+                      f"set learner.train_layers=0 to train every parameter")
+    if top > n:
+        raise RLError(f"learner.train_layers={top} but the model has {n} transformer layers; give at most {n} "
+                      f"(0 = every parameter)")
+    backbone.requires_grad_(False)
+    for layer in layers[n - top:]:
+        layer.requires_grad_(True)
+    inside = {id(p) for p in layers.parameters()} | {id(p) for p in backbone.get_input_embeddings().parameters()}
+    embeddings = getattr(backbone, "embeddings", None)
+    if embeddings is not None:
+        inside |= {id(p) for p in embeddings.parameters()}
+    for p in backbone.parameters():  # what sits above the layers, e.g. ModernBERT's final norm
+        if id(p) not in inside:
+            p.requires_grad_(True)
 
 
 def _device(cfg: LearnerConfig) -> torch.device:
@@ -130,7 +158,10 @@ class Learner:
         self.policy = DiffusionLM.load(model_dir, device=self.device)
         self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
         self.policy.eval()  # no dropout: the recomputed log-probs must be those that were sampled
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.train_layers:
+            _freeze_below(self.policy, cfg.train_layers)
+        self.opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.updates = 0
         self.pad = self.policy.special.pad
@@ -199,7 +230,11 @@ class Learner:
 
     def load_state(self, state: dict[str, Any]) -> int:
         self.policy.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise RLError(f"the checkpoint's optimizer state does not fit this learner ({exc}): it was saved with "
+                          f"another learner.train_layers; resume with the run's own, or start a fresh out=") from None
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])

@@ -55,6 +55,31 @@ def test_the_first_ratio_is_one_and_the_update_moves_the_policy(tiny_model_dir, 
     assert learner.info()["updates"] == 1
 
 
+def test_train_layers_moves_only_the_top_layers_and_the_heads(tiny_model_dir, rollouts):
+    from rl.learner import Learner, LearnerConfig, RLError
+
+    _, ro, _ = rollouts
+    learner = Learner(str(tiny_model_dir), LearnerConfig(epochs=1, minibatch=64, step_subsample=0, lr=1e-3,
+                                                         train_layers=1))
+    n = learner.policy.backbone.config.num_hidden_layers
+    before = {k: v.clone() for k, v in learner.weights().items()}
+    learner.train([ro], [torch.tensor([1.0, 0.0, 0.5] * 5)])
+    after = learner.weights()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    top = f"backbone.layers.{n - 1}."
+    assert moved and all(k.startswith((top, "backbone.final_norm", "head_norm", "lm_head.bias", "critic_head"))
+                         for k in moved)
+    assert any(k.startswith(top) for k in moved) and "lm_head.bias" in moved
+    assert not any(k.startswith(("backbone.embeddings", "lm_head.weight")) for k in moved)  # tied to the embeddings
+    # a resume under another train_layers is refused with the fix, not a torch size error
+    with pytest.raises(RLError, match="another learner.train_layers"):
+        Learner(str(tiny_model_dir), LearnerConfig(train_layers=0)).load_state(learner.state())
+    with pytest.raises(RLError, match=f"at most {n}"):
+        Learner(str(tiny_model_dir), LearnerConfig(train_layers=n + 1))
+    with pytest.raises(RLError, match="must be >= 0"):
+        LearnerConfig(train_layers=-1)
+
+
 def test_samples_without_a_reward_are_left_out(tiny_model_dir, rollouts):
     from rl.learner import Learner, LearnerConfig
 
