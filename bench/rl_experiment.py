@@ -13,7 +13,7 @@ bootstrap 95 % intervals). The variants:
 - ``groupmean-mutants-kill``: the same with ``group_mean`` (no division by a group's std, so a
   group that differs in kill moves the policy 3x as much as one that differs in pans only), each
   sample's start drawn from the policy;
-- ``all-starts``: ``groupmean-mutants-kill`` with every candidate start of a task taken once
+- ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate start of a task taken once
   (``rollout.start_draw=all``), its term weighted by π;
 - ``split-credit``: ``all-starts`` with ``learner.credit=split``: each start is also run as it
   was, the start choice's advantage is that run's reward against the task's other starts, and the
@@ -21,7 +21,7 @@ bootstrap 95 % intervals). The variants:
 - ``value-light``: ``all-starts`` with ``learner.value_coef=0.05``: the value head's BCE, whose
   gradient in the shared trunk is half the policy's at 0.5 (bench/bench_rl_gradients.py), weighs a
   tenth as much;
-- ``top-layers``: configs/rl.yaml as it is: ``all-starts`` with ``learner.train_layers=2``: the
+- ``top-layers``: ``all-starts`` with ``learner.train_layers=2``: the
   embeddings (tied to the output projection) and the lower 2 of the 4 layers keep the SFT weights.
 
 The earlier variants draw their starts and train every layer, as they were measured.
@@ -41,8 +41,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Against configs/rl.yaml (group_mean, tasks with mutants only, 0.25 pans + 0.75 kill, every start once, the
-# top 2 layers trained). Every variant but top-layers trains every layer, as it was measured.
+# Against configs/rl.yaml (group_mean, tasks with mutants only, 0.25 pans + 0.75 kill, every start once). Every
+# variant but top-layers pins every layer trained, as it was measured.
 EVERY_TASK = "mutants_only=false"
 EQUAL = "rewards.components=[{name: pans, weight: 0.5}, {name: kill, weight: 0.5}]"
 ALL = "learner.train_layers=0"
@@ -55,10 +55,10 @@ VARIANTS = {
     "group-mutants": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EQUAL],
     "group-mutants-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample"],
     "groupmean-mutants-kill": [ALL, "rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
-    "all-starts": [ALL],  # every candidate start of a task once, weighted by π
+    "all-starts": [ALL],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
     "split-credit": [ALL, "learner.credit=split"],  # the start credited with its own run, the edits with their change
     "value-light": [ALL, "learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
-    "top-layers": [],  # configs/rl.yaml as it is: only the top 2 of 4 layers and the heads learn
+    "top-layers": ["learner.train_layers=2"],  # only the top 2 of 4 layers and the heads learn
 }
 
 
