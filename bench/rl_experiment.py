@@ -13,8 +13,8 @@ bootstrap 95 % intervals). The variants:
 - ``groupmean-mutants-kill``: the same with ``group_mean`` (no division by a group's std, so a
   group that differs in kill moves the policy 3x as much as one that differs in pans only), each
   sample's start drawn from the policy;
-- ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate start of a task taken once
-  (``rollout.start_draw=all``), its term weighted by π;
+- ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate
+  start of a task taken once (``rollout.start_draw=all``), its term weighted by π;
 - ``split-credit``: ``all-starts`` with ``learner.credit=split``: each start is also run as it
   was, the start choice's advantage is that run's reward against the task's other starts, and the
   denoising steps' advantage is what their edits changed, ``R - R(start)``;

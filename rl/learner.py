@@ -449,15 +449,14 @@ class Learner:
         reference (the SFT model) would have taken among the same samples, estimates what the
         updates so far did to the evaluation's greedy start choice (``start/greedy_gain``; the
         samples carry their edits, which the evaluation does not make)."""
-        own, ref = [], []
+        own, ref = [torch.zeros(0)], [torch.zeros(0)]
         for ro, r, rs in zip(batch, rewards, ref_start):
-            if ro.start is None or rs is None:
-                continue
-            own.append(greedy_rewards(ro.start.logp, r, ro.group))
-            ref.append(greedy_rewards(rs.cpu(), r, ro.group))
-        if not own or not torch.cat(own).numel():
-            return {}
+            if rs is not None:  # a learned start choice
+                own.append(greedy_rewards(ro.start.logp, r, ro.group))
+                ref.append(greedy_rewards(rs.cpu(), r, ro.group))
         a, b = torch.cat(own), torch.cat(ref)
+        if not a.numel():
+            return {}
         return {"start/greedy_reward": float(a.mean()), "start/ref_greedy_reward": float(b.mean()),
                 "start/greedy_gain": float((a - b).mean())}
 
