@@ -1,8 +1,14 @@
 """How much the start choice decides: for valid tasks, the pass and kill rates of the start the
 model picks (its most likely candidate, as the evaluation edits), of the best candidate (oracle),
-of the average candidate, and the expected pass rate of drawing by softmax(loglik / T).
+of the average candidate, and for start temperatures T how peaked the start policy
+softmax(loglik / T) over a task's 4 most likely candidates (rollout.start_top) is: its mean entropy,
+the mean probability of the most likely candidate, the expected pass rate of drawing from it, and
+the mean size of the start term's exact expected policy gradient on a task's scores,
+``Σ_c |∂/∂ℓ(c) Σ_c' π(c') A(c') log π(c')| = Σ_c π(c) |R(c) - Σ_c' π(c') R(c')| / T`` (R the pass
+reward), against T = 1: a peaked π hands the learner almost no gradient, since the most likely
+start's ``∇ log π`` vanishes as its π → 1 and every other start weighs its own small π.
 
-    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final]
+    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final] [--split valid]
 """
 
 from __future__ import annotations
@@ -27,13 +33,17 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=150, help="first valid tasks in file order")
     parser.add_argument("--model", default="runs/default/sft/final")
     parser.add_argument("--task-file", default="runs/default/mine/tasks.jsonl")
+    parser.add_argument("--split", default="valid", help="tasks of this split (train: each retrieves from the others' files)")
+    parser.add_argument("--top", type=int, default=4, help="candidates the start policy draws among (rollout.start_top)")
     args = parser.parse_args()
     tasks = load_tasks(args.task_file)
     train = [t for t in tasks if t.split == "train"]
-    valid = [t for t in tasks if t.split == "valid"][:args.tasks]
+    valid = [t for t in tasks if t.split == args.split][:args.tasks]
     model = DiffusionLM.load(args.model).eval()
     enc = Encoder(model.tokenizer, DataConfig(slot_len=model.slot_len, max_prompt=model.max_prompt))
-    rows, owner, texts = start_candidates(enc, valid, Retriever(train), retrieve_k=5, adapt_cap=16)
+    # A training task retrieves from other test files only, as RL rollouts and a valid task do.
+    retriever = Retriever(train, other_modules=args.split == "train")
+    rows, owner, texts = start_candidates(enc, valid, retriever, retrieve_k=5, adapt_cap=16)
     with torch.no_grad():
         ll = torch.cat([slot_log_likelihood(model, b.input_ids, b.attention_mask)
                         for b in (collate(rows[lo:lo + 64], model.special, 0.0) for lo in range(0, len(rows), 64))])
@@ -46,16 +56,29 @@ def main() -> None:
     n = len(kept)
     chosen = [int(x.argmax()) for x in lls]
     passed = [[float(v.passed) for v in row] for row in verdicts]
-    print(f"{n} valid tasks with candidates, {st.mean(len(p) for p in passed):.1f} candidates each")
+    print(f"{n} {args.split} tasks with candidates, {st.mean(len(p) for p in passed):.1f} candidates each")
     print(f"pass: chosen {st.mean(p[c] for p, c in zip(passed, chosen)):.3f}  best {st.mean(max(p) for p in passed):.3f}"
           f"  average candidate {st.mean(st.mean(p) for p in passed):.3f}")
     mut = [k for k in range(n) if items[k][0].mutants]
     kill = [[len(v.kills) / len(items[k][0].mutants) for v in verdicts[k]] for k in mut]
     print(f"kill ({len(mut)} tasks with mutants): chosen {st.mean(kill[j][chosen[k]] for j, k in enumerate(mut)):.3f}"
           f"  best {st.mean(max(x) for x in kill):.3f}")
-    for temp in (1.0, 3.0):
-        e = st.mean(float((torch.softmax(x / temp, 0) * torch.tensor(p)).sum()) for x, p in zip(lls, passed))
-        print(f"expected pass drawing by softmax(loglik / {temp:g}): {e:.3f}")
+    print(f"start policy over the {args.top} most likely candidates (rollout.start_top):")
+    print(f"{'T':>5} {'entropy':>8} {'top prob':>9} {'expected pass':>14} {'gradient vs T=1':>16}")
+    base = None
+    for temp in (1.0, 2.0, 4.0, 8.0):
+        ent, top, exp_pass, grad = [], [], [], []
+        for x, p in zip(lls, passed):
+            keep = torch.argsort(x, descending=True)[:args.top]
+            pi = torch.softmax(x[keep] / temp, 0)
+            r = torch.tensor(p)[keep]
+            ent.append(float(-(pi * pi.clamp_min(1e-30).log()).sum()))
+            top.append(float(pi.max()))
+            exp_pass.append(float((pi * r).sum()))
+            grad.append(float((pi * (r - (pi * r).sum()).abs()).sum()) / temp)
+        base = base or st.mean(grad)
+        print(f"{temp:>5g} {st.mean(ent):>8.3f} {st.mean(top):>9.3f} {st.mean(exp_pass):>14.3f} "
+              f"{st.mean(grad) / base:>15.2f}x")
 
 
 if __name__ == "__main__":
