@@ -22,11 +22,14 @@ bootstrap 95 % intervals). The variants:
   gradient in the shared trunk is half the policy's at 0.5 (bench/bench_rl_gradients.py), weighs a
   tenth as much;
 - ``top-layers``: ``all-starts`` with ``learner.train_layers=2``: the
-  embeddings (tied to the output projection) and the lower 2 of the 4 layers keep the SFT weights.
+  embeddings (tied to the output projection) and the lower 2 of the 4 layers keep the SFT weights;
+- ``select``: ``all-starts`` with ``select_tasks=256`` and a checkpoint every 8 iterations: whole
+  test files of at least 256 training tasks held out, and ``final/`` the checkpoint whose greedy
+  pass + kill rate on them is highest.
 
 The earlier variants draw their starts and train every layer, as they were measured.
 
-    python bench/rl_experiment.py                    # all eleven, about 3 h 50 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all twelve, about 4 h 10 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -59,6 +62,8 @@ VARIANTS = {
     "split-credit": [ALL, "learner.credit=split"],  # the start credited with its own run, the edits with their change
     "value-light": [ALL, "learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
     "top-layers": ["learner.train_layers=2"],  # only the top 2 of 4 layers and the heads learn
+    # final/ is the checkpoint (every 8 iterations) best on 256+ held-out training tasks' greedy pass + kill
+    "select": [ALL, "select_tasks=256", "checkpoint_every=8"],
 }
 
 

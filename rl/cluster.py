@@ -182,6 +182,17 @@ class RolloutPool(ActorPool):
         return self.run(chunks, lambda actor, c: actor.rollout.remote(c[0], iteration=c[1], seed=c[2], group_offset=c[3]),
                         on_result=on_result, prepare=self._sync, per_actor=1)
 
+    def greedy(self, tasks: Sequence[Task]) -> list[str]:
+        """The evaluation's greedy assertion for each of ``tasks`` with the weights the actors hold,
+        the tasks shared among the actors."""
+        n = len(self.actors)
+        shares = [list(tasks[j::n]) for j in range(n) if tasks[j::n]]
+        done = self.run(shares, lambda actor, share: actor.greedy.remote(share), prepare=self._sync, per_actor=1)
+        out: list[str] = [""] * len(tasks)
+        for j, texts in enumerate(done):
+            out[j::n] = texts
+        return out
+
 
 class LearnerGroup:
     """The learner actors: one, or ``cfg.workers`` data-parallel ones (``num_gpus`` each) joined

@@ -47,6 +47,7 @@ class RLConfig:
     max_minutes: float | None = field(default=None, metadata={"help": "stop (with a checkpoint) after this many minutes of wall time"})
     overlap: bool = field(default=True, metadata={"help": "sample and score iteration k+1 while the learner trains on k (one version stale; importance-weighted)"})
     checkpoint_every: int = field(default=5, metadata={"help": "checkpoint every N iterations (and at the end)"})
+    select_tasks: int = field(default=0, metadata={"help": "hold out whole test files of the training tasks, at least this many tasks, never trained on; at every checkpoint score the evaluation's greedy system on them (select/* metrics) and make final/ the checkpoint with the highest pass + kill rate there (0 = off: final/ is the last weights)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
     resume: bool = field(default=True, metadata={"help": "resume from the run folder's latest checkpoint"})
     seed: int = field(default=0, metadata={"help": "seed of task order, sampling and the learner"})
@@ -72,5 +73,7 @@ class RLConfig:
         if self.learner.credit == "split" and (self.rollout.start != "edit" or self.rollout.start_temperature <= 0):
             raise RLError("learner.credit=split credits the start choice with its start's own reward: it needs "
                           "rollout.start=edit and rollout.start_temperature > 0 (or learner.credit=sample)")
+        if self.select_tasks < 0:
+            raise RLError(f"select_tasks={self.select_tasks} must be >= 0 (0 = final/ is the last weights)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLError(f"max_minutes={self.max_minutes} must be > 0 (or null for no limit)")

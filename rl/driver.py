@@ -15,6 +15,7 @@ next iteration, the same next batch of tasks and seeds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -108,16 +109,20 @@ class Run:
                           f"iter_N folder or start in another out=")
         saved = json.loads((ckpt / "driver.json").read_text())["config"]
         mine = _plain(cfg)
-        for key in ("model", "tasks", "tasks_per_iteration", "max_tasks", "mutants_only", "seed", "rollout", "rewards"):
+        for key in ("model", "tasks", "tasks_per_iteration", "max_tasks", "mutants_only", "seed", "rollout", "rewards",
+                    "select_tasks"):
             if saved.get(key) != mine.get(key):
                 raise RLError(f"'{self.out}' holds a run with a different {key} ({saved.get(key)!r} vs "
                               f"{mine.get(key)!r}); resume with the same {key}, or give another out=")
         return ckpt
 
-    def _tasks(self) -> tuple[list[Task], list[Task]]:
-        """(the tasks RL learns on, the training tasks edit starts are retrieved from). With
-        ``mutants_only`` RL learns on the tasks with mutants, but starts come from every training
-        task, as in the evaluation: the candidates a task sees are those it is scored with."""
+    def _tasks(self) -> tuple[list[Task], list[Task], list[Task]]:
+        """(the tasks RL learns on, the training tasks edit starts are retrieved from, the held-out
+        tasks checkpoints are selected on). With ``mutants_only`` RL learns on the tasks with
+        mutants, but starts come from every training task, as in the evaluation: the candidates a
+        task sees are those it is scored with. ``select_tasks`` holds out whole test files (in the
+        order of a hash of their names, the same for every seed) of the tasks RL would learn on,
+        as the splits do: no held-out task shares a file with one RL learns on."""
         pool = [t for t in load_tasks(self.cfg.tasks) if t.split == "train"]
         if not pool:
             raise RLError(f"task file '{self.cfg.tasks}' has no train split to learn from; mine more test files")
@@ -127,7 +132,20 @@ class Run:
             if not train:
                 raise RLError(f"task file '{self.cfg.tasks}' has no training task with mutants; mine with "
                               f"mutants_per_task > 0 (trident mine --help) or set mutants_only=false")
-        return (train[:self.cfg.max_tasks] if self.cfg.max_tasks else train), pool
+        held: list[Task] = []
+        if self.cfg.select_tasks:
+            modules = sorted({t.test_module for t in train}, key=lambda m: hashlib.sha256(m.encode()).hexdigest())
+            out: set[str] = set()
+            for m in modules:
+                if sum(1 for t in train if t.test_module in out) >= self.cfg.select_tasks:
+                    break
+                out.add(m)
+            held = [t for t in train if t.test_module in out]
+            train = [t for t in train if t.test_module not in out]
+            if not train:
+                raise RLError(f"select_tasks={self.cfg.select_tasks} holds out every training task's file, leaving "
+                              f"none to learn on; lower select_tasks (or 0 for none)")
+        return (train[:self.cfg.max_tasks] if self.cfg.max_tasks else train), pool, held
 
     # ------------------------------------------------------------------ the loop
 
@@ -147,7 +165,7 @@ class Run:
                       f"(raise iterations to train on, or give another out=)")
                 return summary
         composition = Composition.from_config(cfg.rewards)
-        train, pool = self._tasks()
+        train, pool, held = self._tasks()
         self.out.mkdir(parents=True, exist_ok=True)
         import yaml
 
@@ -155,6 +173,9 @@ class Run:
 
         r = cfg.ray
         how, joined, local = connect(r.address, r.num_cpus or max(os.cpu_count() or 1, cfg.actors))
+        if held:
+            print(f"rl: {len(held)} training tasks of {len({t.test_module for t in held})} test files held out to "
+                  f"select the checkpoint on (select_tasks)")
         print(f"rl: {len(train)} training tasks, {cfg.iterations} iterations of {cfg.tasks_per_iteration} tasks x "
               f"{cfg.rollout.samples} samples on {how}")
         actors: list[Any] = []
@@ -174,9 +195,19 @@ class Run:
                 _drop_rows(self.out / "metrics.jsonl", "step", start)
                 _drop_rows(self.out / "samples.jsonl", "iteration", start)
                 print(f"rl: resuming '{self.out}' at iteration {start} from {resume.name}")
-            it, history, wall = self._loop(learner, rollouts, sandbox, composition, train, cursor, start)
-            self._save_final(ray.get(learner.lead.weights.remote()))
+            it, history, wall = self._loop(learner, rollouts, sandbox, composition, train, cursor, start, held)
+            chosen = self._selected() if held else None
+            if chosen is None:
+                self._save_final(ray.get(learner.lead.weights.remote()))
+            else:
+                state = torch.load(chosen[0] / "learner.pt", map_location="cpu", weights_only=False)
+                self._save_final(state["model"])
             summary = self._summary(it, history, wall, rollouts, sandbox)
+            if chosen is not None:
+                summary["selected"] = chosen[1]
+                print(f"rl: final/ is the checkpoint of iteration {chosen[1]['iteration']}: held-out pass "
+                      f"{chosen[1]['pass']:.3f} and kill {chosen[1]['kill']:.3f} (SFT {chosen[1]['reference_pass']:.3f} "
+                      f"and {chosen[1]['reference_kill']:.3f})")
             _write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
         finally:
             for pool in actors:
@@ -204,7 +235,7 @@ class Run:
         os.replace(tmp, final)
 
     def _loop(self, learner, rollouts, sandbox, composition: Composition, train: list[Task], cursor: Cursor,
-              start: int) -> tuple[int, list[dict[str, float]], float]:
+              start: int, held: list[Task] = ()) -> tuple[int, list[dict[str, float]], float]:
         """Iterations ``start``.. until ``iterations`` or the time budget; returns the iteration
         reached, the metrics of this session's iterations and the wall time."""
         import ray
@@ -220,6 +251,11 @@ class Run:
         it = start
         if start >= cfg.iterations:
             return it, history, 0.0
+        reference = None
+        if held:  # the SFT model's held-out rates: from the latest checkpoint, else scored now
+            chosen = self._selected()
+            reference = ({"pass": chosen[1]["reference_pass"], "kill": chosen[1]["reference_kill"]} if chosen
+                         else self._held_out(rollouts, sandbox, held))
         log = MetricLogger(self.out)
         samples = open(self.out / "samples.jsonl", "a", encoding="utf-8")
         bar = tqdm(total=cfg.iterations, initial=start, desc="rl", unit="it", disable=not cfg.progress, dynamic_ncols=True)
@@ -253,6 +289,16 @@ class Run:
                 metrics["rl/staleness"] = float(version - 1 - min(x.version for x in batch.rollouts))
                 metrics["ray/actors_replaced"] = float(rollouts.replaced + sandbox.replaced)
                 metrics["ray/units_redone"] = float(rollouts.redone + sandbox.redone)
+                select = None
+                if held and ((it + 1) % cfg.checkpoint_every == 0 or nxt is None):
+                    # the rollout actors hold the weights the checkpoint below saves
+                    t_sel = time.perf_counter()
+                    rates = self._held_out(rollouts, sandbox, held)
+                    select = {"iteration": it + 1, **rates, "score": rates["pass"] + rates["kill"],
+                              "reference_pass": reference["pass"], "reference_kill": reference["kill"]}
+                    metrics.update({"select/pass": rates["pass"], "select/kill": rates["kill"],
+                                    "select/gain": select["score"] - reference["pass"] - reference["kill"],
+                                    "time/select_s": time.perf_counter() - t_sel})
                 log.log(it, metrics)
                 for rec in batch.records:
                     samples.write(json.dumps({"iteration": it, **rec}) + "\n")
@@ -263,7 +309,7 @@ class Run:
                 bar.set_postfix(reward=f"{metrics.get(f'rewards/{composition.name}/mean', float('nan')):.3f}",
                                 pass_=f"{metrics.get('rl/pass_rate', float('nan')):.2f}")
                 if it % cfg.checkpoint_every == 0 or nxt is None:
-                    self._checkpoint(learner, it, cursor_at[it], version)
+                    self._checkpoint(learner, it, cursor_at[it], version, select)
                 if nxt is None:
                     return it, history, time.perf_counter() - t_run
                 batch = nxt
@@ -271,6 +317,31 @@ class Run:
             bar.close()
             log.close()
             samples.close()
+
+    def _held_out(self, rollouts, sandbox, held: list[Task]) -> dict[str, float]:
+        """The evaluation's greedy system on the held-out tasks with the rollout actors' weights:
+        the share that passes and the mean share of mutants killed (tasks with mutants); an
+        ``infra`` verdict leaves its task out."""
+        texts = rollouts.greedy(held)
+        rows = sandbox.score([(t, [x]) for t, x in zip(held, texts)], mutants=True)
+        ok = [(t, row[0]) for t, row in zip(held, rows) if row[0].status != "infra"]
+        mutated = [(t, v) for t, v in ok if t.mutants]
+        return {"pass": sum(v.passed for _, v in ok) / max(1, len(ok)),
+                "kill": sum(len(v.kills) / len(t.mutants) for t, v in mutated) / max(1, len(mutated))}
+
+    def _selected(self) -> tuple[Path, dict[str, Any]] | None:
+        """The checkpoint whose held-out pass + kill rate is highest (the later one of a tie) and
+        its record, or None before the first."""
+        best = None
+        root = self.out / CHECKPOINTS
+        for folder in sorted(root.glob("iter_*")) if root.is_dir() else ():
+            try:
+                record = json.loads((folder / "driver.json").read_text()).get("select")
+            except (OSError, ValueError):
+                continue
+            if record and (folder / "learner.pt").is_file() and (best is None or record["score"] >= best[1]["score"]):
+                best = (folder, record)
+        return best
 
     def _produce(self, it: int, train: list[Task], cursor: Cursor, rollouts, sandbox, composition: Composition) -> Batch:
         """Rollouts and rewards of iteration ``it`` (verdicts come back from the sandbox actors as they finish)."""
@@ -354,7 +425,8 @@ class Run:
             rec["start_reward"] = None if math.isnan(r0) else r0
         return out
 
-    def _checkpoint(self, learner, iteration: int, cursor: dict[str, int], version: int) -> Path:
+    def _checkpoint(self, learner, iteration: int, cursor: dict[str, int], version: int,
+                    select: dict[str, Any] | None = None) -> Path:
         import ray
 
         root = self.out / CHECKPOINTS
@@ -366,15 +438,17 @@ class Run:
         tmp.mkdir()
         torch.save(ray.get(learner.lead.state.remote()), tmp / "learner.pt")
         (tmp / "driver.json").write_text(json.dumps({"iteration": iteration, "cursor": cursor, "version": version,
-                                                     "config": _plain(self.cfg)}, indent=1) + "\n")
+                                                     "config": _plain(self.cfg), "select": select}, indent=1) + "\n")
         final = root / name
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         _write_atomic(root / LATEST, name + "\n")
         others = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("iter_") and p.name != name)
+        best = self._selected() if select is not None else None  # kept whatever its age: final/ may be it
         for old in others[:max(0, len(others) - (self.cfg.keep_checkpoints - 1))]:
-            shutil.rmtree(old)
+            if best is None or old != best[0]:
+                shutil.rmtree(old)
         return final
 
     def _summary(self, iterations: int, history: list[dict[str, float]], wall: float, rollouts, sandbox) -> dict[str, Any]:

@@ -175,6 +175,21 @@ class RolloutWorker:
         self.version = version
         return version
 
+    @torch.no_grad()
+    def greedy(self, tasks: Sequence[Task]) -> list[str]:
+        """One assertion per task from the evaluation's greedy system (``pretrain.evaluate``: the
+        most likely retrieved start, critic-doubted positions denoised greedily) with the weights
+        this copy holds: what ``trident eval`` and ``rl.evaluate`` score, here on held-out
+        training tasks (they retrieve from other test files only, as a valid task does)."""
+        from pretrain.evaluate import EvalConfig, generate
+
+        ev = EvalConfig(retrieve_k=self.cfg.retrieve_k, adapt_cap=self.cfg.adapt_cap)
+        starts = None
+        if self.retriever is not None:
+            starts = edit_starts(self.model, self.encoder, tasks, self.retriever, retrieve_k=ev.retrieve_k,
+                                 adapt_cap=ev.adapt_cap, batch_size=ev.batch_size)
+        return generate(self.model, self.encoder, tasks, ev.sampler, starts=starts, batch_size=ev.batch_size)
+
     def _explore(self, ids: torch.Tensor, seed: int) -> torch.Tensor:
         L = self.model.slot_len
         g = torch.Generator().manual_seed(seed + 7919)

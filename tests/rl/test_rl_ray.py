@@ -175,7 +175,8 @@ def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, smal
     from sandbox.tasks import write_tasks
 
     train = [t for t in small_tasks if t.split == "train"]
-    kept, pool = Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "a", mutants_only=True))._tasks()
+    kept, pool, held = Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "a", mutants_only=True))._tasks()
+    assert held == []
     assert [t.id for t in kept] == [t.id for t in train if t.mutants]
     assert 0 < len(kept) < len(train)
     assert [t.id for t in pool] == [t.id for t in train]  # starts are retrieved from every training task
@@ -183,6 +184,35 @@ def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, smal
     write_tasks(bare, (dataclasses.replace(t, mutants=[]) for t in small_tasks), package="networkx")
     with pytest.raises(RLError, match="no training task with mutants.*mutants_only=false"):
         Run(tiny(tiny_model_dir, bare, tmp_path / "b", mutants_only=True))._tasks()
+
+
+def test_select_tasks_holds_out_whole_files_and_final_is_the_best_checkpoint(local_ray, tiny_model_dir,
+                                                                            small_tasks_file, tmp_path):
+    from pretrain.model import DiffusionLM
+    from rl.driver import Run, run
+    from rl.learner import RLError
+
+    out = tmp_path / "run"
+    cfg = tiny(tiny_model_dir, small_tasks_file, out, iterations=3, select_tasks=5, keep_checkpoints=1)
+    train, _, held = Run(cfg)._tasks()
+    assert len(held) >= 5
+    assert not {t.test_module for t in held} & {t.test_module for t in train}  # whole files, as the splits
+    summary = run(cfg)
+    assert summary["iterations"] == 3
+    assert not {s["task_id"] for s in rows(out / "samples.jsonl")} & {t.id for t in held}  # never trained on
+    metrics = rows(out / "metrics.jsonl")
+    for m in metrics:  # a checkpoint every iteration, each scored on the held-out tasks
+        assert 0 <= m["select/pass"] <= 1 and 0 <= m["select/kill"] <= 1 and m["time/select_s"] > 0
+    scores = [m["select/pass"] + m["select/kill"] for m in metrics]
+    best = max(i for i, x in enumerate(scores) if x == max(scores)) + 1  # the later one of a tie
+    assert summary["selected"]["iteration"] == best
+    chosen = out / "checkpoints" / f"iter_{best:06d}"
+    assert chosen.is_dir()  # kept beyond keep_checkpoints: final/ is it
+    weights = torch.load(chosen / "learner.pt", map_location="cpu", weights_only=False)["model"]
+    final = DiffusionLM.load(out / "final").state_dict()
+    assert all(torch.equal(final[n], p) for n, p in weights.items())
+    with pytest.raises(RLError, match="leaving none to learn on"):
+        Run(tiny(tiny_model_dir, small_tasks_file, tmp_path / "all", select_tasks=10_000))._tasks()
 
 
 def test_two_data_parallel_learners_make_the_one_learners_update(local_ray, tiny_model_dir, small_tasks):
