@@ -1,4 +1,4 @@
-"""How much the start choice decides: for valid tasks, the pass and kill rates of the start the
+"""How much the start choice decides: for the tasks of a split (valid by default), the pass and kill rates of the start the
 model picks (its most likely candidate, as the evaluation edits), of the best candidate (oracle),
 of the average candidate, and for start temperatures T how peaked the start policy
 softmax(loglik / T) over a task's 4 most likely candidates (rollout.start_top) is: its mean entropy,
@@ -8,7 +8,7 @@ the mean size of the start term's exact expected policy gradient on a task's sco
 reward), against T = 1: a peaked π hands the learner almost no gradient, since the most likely
 start's ``∇ log π`` vanishes as its π → 1 and every other start weighs its own small π.
 
-    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final] [--split valid]
+    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final] [--split valid|train] [--top 4]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sandbox.tasks import load_tasks
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=150, help="first valid tasks in file order")
+    parser.add_argument("--tasks", type=int, default=150, help="first tasks of the split in file order")
     parser.add_argument("--model", default="runs/default/sft/final")
     parser.add_argument("--task-file", default="runs/default/mine/tasks.jsonl")
     parser.add_argument("--split", default="valid", help="tasks of this split (train: each retrieves from the others' files)")
