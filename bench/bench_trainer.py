@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per side; the best counts")
     parser.add_argument("--batch", type=int, default=32, help="tasks per step")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="both sides' precision (auto: bf16 only on a CPU with native bfloat16)")
     args = parser.parse_args()
 
     import torch
@@ -108,7 +110,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not args.tasks.is_file():
         raise SystemExit(f"bench_trainer: task file '{args.tasks}' not found; mine one with `trident mine --out {args.tasks}`")
-    base = SFTConfig(tasks=args.tasks, batch_size=args.batch)
+    from pretrain.hardware import resolve_precision
+
+    base = SFTConfig(tasks=args.tasks, batch_size=args.batch, precision=resolve_precision(args.precision, torch.device("cpu")))
     train_tasks = _load_splits(base)["train"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     tokenizer = train_tokenizer(task_texts(train_tasks), vocab_size=base.vocab_size)

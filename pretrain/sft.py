@@ -38,6 +38,7 @@ from .metrics import MetricLogger
 from .sampler import sample_tokens
 from .errors import TrainError
 from .evaluate import EvalConfig
+from .hardware import native_bf16, resolve_precision
 from .model import BackboneConfig, DiffusionLM
 from .tokenizer import load_tokenizer, save_tokenizer, task_texts, train_tokenizer
 
@@ -140,7 +141,7 @@ class SFTConfig:
     save_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept (oldest removed first)"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto = cuda when available, else cpu"})
-    precision: Literal["fp32", "bf16"] = field(default="bf16", metadata={"help": "bf16 = autocast (CPU and GPU); fp32 = exact, slower"})
+    precision: Literal["auto", "fp32", "bf16"] = field(default="auto", metadata={"help": "auto = bf16 on a GPU or a CPU with native bfloat16 (AVX512-BF16, AMX), else fp32; bf16 = autocast (emulated, many times slower, on other CPUs); fp32 = exact"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch; 0 = leave torch's default"})
     seed: int = field(default=0, metadata={"help": "seed of the initialisation, data order, corruption and sampling"})
     resume: bool = field(default=True, metadata={"help": "go on from out/checkpoints/latest when it exists"})
@@ -219,6 +220,7 @@ class Step:
                  components: Components | None = None, teacher: DiffusionLM | None = None,
                  encoder: Encoder | None = None) -> None:
         self.model, self.loss, self.cfg, self.device = model, loss, cfg, device
+        self.precision = resolve_precision(cfg.precision, device)
         self.components = components if components is not None else Components.from_config(["ce"])
         self.teacher = teacher
         if self.components.needs_teacher and teacher is None:
@@ -230,7 +232,7 @@ class Step:
         self.vocab = model.backbone.config.vocab_size
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def corrupt(self, batch: Batch, generator: torch.Generator) -> Corrupted:
         c = self.cfg.corruption
@@ -443,7 +445,10 @@ class Trainer:
         trainer_step = Step(model, loss, cfg, self.device, components=components, teacher=teacher, encoder=encoder)
         logger = MetricLogger(self.out)
         bar = _progress(cfg, step)
-        print(f"sft: {model.num_parameters() / 1e6:.1f}M parameters on {self.device} ({cfg.precision}); "
+        if trainer_step.precision == "bf16" and self.device.type == "cpu" and not native_bf16():
+            print("sft: warning: precision=bf16 on a CPU without native bfloat16 (no AVX512-BF16 or AMX) is emulated "
+                  "and many times slower than fp32; precision=auto (fp32 here) or precision=fp32 avoids it")
+        print(f"sft: {model.num_parameters() / 1e6:.1f}M parameters on {self.device} ({trainer_step.precision}); "
               f"{len(rows)} training tasks ({skipped} longer than the slot skipped), {len(valid_rows)} for validation; "
               f"loss: {components.describe()}" + (f", teacher {teacher.num_parameters() / 1e6:.1f}M" if teacher else "") + "; "
               + (f"resuming at step {step}" if step else "fresh run"))

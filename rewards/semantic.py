@@ -15,6 +15,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from pretrain.hardware import native_bf16
+
 from .registry import RewardError, reward
 from .text import targets
 
@@ -24,18 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["SemanticScorer", "scorer", "semantic"]
 
 Dtype = Literal["auto", "float32", "bfloat16"]
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16
-    weights encode faster than float32 ones; elsewhere bfloat16 is emulated. Read from the
-    CPU flags the kernel reports (Linux); elsewhere: no."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_tile" in flags
 
 
 def resolve_dtype(dtype: Dtype) -> str:

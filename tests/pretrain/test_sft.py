@@ -138,3 +138,29 @@ def test_the_preset_config_is_the_default():
 
     preset = Path(__file__).resolve().parents[2] / "configs" / "sft.yaml"
     assert asdict(load_config(SFTConfig, preset)) == asdict(SFTConfig())
+
+
+def test_precision_auto_is_bf16_only_where_bfloat16_is_native(tiny_model):
+    from pretrain.hardware import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16() else "fp32")
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    step = Step(tiny_model, DiffusionLoss.from_config([]), SFTConfig(**{**TINY, "precision": "auto"}), cpu)
+    assert step.precision == resolve_precision("auto", cpu)
+    with step.autocast():  # what the step computes in follows the resolved precision
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == (torch.bfloat16 if step.precision == "bf16" else torch.float32)
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_and_names_the_fix(small_tasks_file, tmp_path, capsys):
+    from pretrain.hardware import native_bf16
+
+    if native_bf16():
+        pytest.skip("this CPU computes bfloat16 natively: nothing to warn about")
+    cfg = SFTConfig(tasks=small_tasks_file, out=tmp_path / "r", max_steps=1, **{**TINY, "precision": "bf16"})
+    train(cfg)
+    out = capsys.readouterr().out
+    assert "precision=bf16 on a CPU without native bfloat16" in out and "precision=fp32" in out
+    assert "on cpu (bf16)" in out  # asked for, so kept
