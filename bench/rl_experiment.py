@@ -25,7 +25,8 @@ bootstrap 95 % intervals). The variants:
   embeddings (tied to the output projection) and the lower 2 of the 4 layers keep the SFT weights;
 - ``select``: ``all-starts`` with ``select_tasks=256`` and a checkpoint every 8 iterations: whole
   test files of at least 256 training tasks held out, and ``final/`` the checkpoint whose greedy
-  pass + kill rate on them is highest.
+  pass + kill rate on them is highest (on 2 cores the held-out files did not predict the valid
+  split: docs/rl.md, "Choosing the checkpoint, on the valid split").
 
 The earlier variants draw their starts and train every layer, as they were measured.
 
