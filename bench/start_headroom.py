@@ -1,6 +1,6 @@
 """How much the start choice decides: for the tasks of a split (valid by default), the pass and kill rates of the start the
 model picks (its most likely candidate, as the evaluation edits), of the best candidate (oracle),
-of the average candidate, and for start temperatures T how peaked the start policy
+of the best among the k most likely (the most a start policy over them can reach), of the average candidate, and for start temperatures T how peaked the start policy
 softmax(loglik / T) over a task's 4 most likely candidates (rollout.start_top) is: its mean entropy,
 the mean probability of the most likely candidate, the expected pass rate of drawing from it, and
 the mean size of the start term's exact expected policy gradient on a task's scores,
@@ -63,6 +63,13 @@ def main() -> None:
     kill = [[len(v.kills) / len(items[k][0].mutants) for v in verdicts[k]] for k in mut]
     print(f"kill ({len(mut)} tasks with mutants): chosen {st.mean(kill[j][chosen[k]] for j, k in enumerate(mut)):.3f}"
           f"  best {st.mean(max(x) for x in kill):.3f}")
+    # What a start policy over the k most likely candidates can reach at best: the best of those k.
+    order = [torch.argsort(x, descending=True).tolist() for x in lls]
+    print("best of the k most likely candidates (k = 1 is the chosen start):")
+    for k in (1, 2, 4, 8, 16):
+        best_pass = st.mean(max(p[c] for c in o[:k]) for p, o in zip(passed, order))
+        best_kill = st.mean(max(kill[j][c] for c in order[i][:k]) for j, i in enumerate(mut))
+        print(f"  k = {k:>2}: pass {best_pass:.3f}  kill {best_kill:.3f}")
     print(f"start policy over the {args.top} most likely candidates (rollout.start_top):")
     print(f"{'T':>5} {'entropy':>8} {'top prob':>9} {'expected pass':>14} {'gradient vs T=1':>16}")
     base = None
