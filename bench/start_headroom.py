@@ -1,6 +1,7 @@
-"""How much the start choice decides: for the tasks of a split (valid by default), the pass and kill rates of the start the
-model picks (its most likely candidate, as the evaluation edits), of the best candidate (oracle),
-of the best among the k most likely (the most a start policy over them can reach), of the average candidate, and for start temperatures T how peaked the start policy
+"""How much the start choice decides: for the tasks of a split (valid by default), the pass and
+kill rates of the start the model picks (its most likely candidate, as the evaluation edits), of
+the best candidate (oracle), of the best among the k most likely (the most a start policy over
+them can reach), of the average candidate, and for start temperatures T how peaked the start policy
 softmax(loglik / T) over a task's 4 most likely candidates (rollout.start_top) is: its mean entropy,
 the mean probability of the most likely candidate, the expected pass rate of drawing from it, and
 the mean size of the start term's exact expected policy gradient on a task's scores,
