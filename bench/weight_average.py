@@ -21,14 +21,15 @@ import torch
 
 from pretrain.errors import ModelError
 from pretrain.model import TRIDENT_FILE, DiffusionLM
+from rl.driver import LEARNER_FILE
 
 
 def source_state(path: Path) -> dict[str, torch.Tensor]:
     """The policy weights of one source; an error names the source and what it should be."""
     if (path / TRIDENT_FILE).is_file():
         return DiffusionLM.load(path).state_dict()
-    if (path / "learner.pt").is_file():
-        return torch.load(path / "learner.pt", map_location="cpu", weights_only=False)["model"]
+    if (path / LEARNER_FILE).is_file():
+        return torch.load(path / LEARNER_FILE, map_location="cpu", weights_only=False)["model"]
     raise SystemExit(f"weight_average: '{path}' is neither a model directory ({TRIDENT_FILE}) nor an RL checkpoint "
                      f"folder (learner.pt); give a final/ or a RUN/checkpoints/iter_NNNNNN folder")
 

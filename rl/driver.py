@@ -42,6 +42,7 @@ from .rollout import Rollouts
 __all__ = ["run", "Batch"]
 
 CHECKPOINTS, LATEST, FINAL = "checkpoints", "latest", "final"
+LEARNER_FILE = "learner.pt"  # a checkpoint's learner state: model, critic, optimizer, RNG
 
 
 class Batch:
@@ -104,7 +105,7 @@ class Run:
         if not cfg.resume:
             raise RLError(f"'{self.out}' already holds an RL run (checkpoint {ckpt.name}); resume it (resume=true) or "
                           f"give another out=: nothing there is overwritten")
-        if not (ckpt / "driver.json").is_file() or not (ckpt / "learner.pt").is_file():
+        if not (ckpt / "driver.json").is_file() or not (ckpt / LEARNER_FILE).is_file():
             raise RLError(f"checkpoint '{ckpt}' named by '{latest}' is incomplete; point '{latest}' at an older "
                           f"iter_N folder or start in another out=")
         saved = json.loads((ckpt / "driver.json").read_text())["config"]
@@ -189,7 +190,7 @@ class Run:
             cursor, start = Cursor(len(train), cfg.seed), 0
             if resume is not None:
                 state = json.loads((resume / "driver.json").read_text())
-                learner.load_state(torch.load(resume / "learner.pt", map_location="cpu", weights_only=False))
+                learner.load_state(torch.load(resume / LEARNER_FILE, map_location="cpu", weights_only=False))
                 cursor = Cursor(len(train), cfg.seed, **state["cursor"])
                 start = state["iteration"]
                 _drop_rows(self.out / "metrics.jsonl", "step", start)
@@ -200,7 +201,7 @@ class Run:
             if chosen is None:
                 self._save_final(ray.get(learner.lead.weights.remote()))
             else:
-                state = torch.load(chosen[0] / "learner.pt", map_location="cpu", weights_only=False)
+                state = torch.load(chosen[0] / LEARNER_FILE, map_location="cpu", weights_only=False)
                 self._save_final(state["model"])
             summary = self._summary(it, history, wall, rollouts, sandbox)
             if chosen is not None:
@@ -339,7 +340,7 @@ class Run:
                 record = json.loads((folder / "driver.json").read_text()).get("select")
             except (OSError, ValueError):
                 continue
-            if record and (folder / "learner.pt").is_file() and (best is None or record["score"] >= best[1]["score"]):
+            if record and (folder / LEARNER_FILE).is_file() and (best is None or record["score"] >= best[1]["score"]):
                 best = (folder, record)
         return best
 
@@ -436,7 +437,7 @@ class Run:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        torch.save(ray.get(learner.lead.state.remote()), tmp / "learner.pt")
+        torch.save(ray.get(learner.lead.state.remote()), tmp / LEARNER_FILE)
         (tmp / "driver.json").write_text(json.dumps({"iteration": iteration, "cursor": cursor, "version": version,
                                                      "config": _plain(self.cfg), "select": select}, indent=1) + "\n")
         final = root / name

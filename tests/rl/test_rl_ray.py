@@ -189,7 +189,7 @@ def test_mutants_only_keeps_the_training_tasks_with_mutants(tiny_model_dir, smal
 def test_select_tasks_holds_out_whole_files_and_final_is_the_best_checkpoint(local_ray, tiny_model_dir,
                                                                             small_tasks_file, tmp_path):
     from pretrain.model import DiffusionLM
-    from rl.driver import Run, run
+    from rl.driver import LEARNER_FILE, Run, run
     from rl.learner import RLError
 
     out = tmp_path / "run"
@@ -208,7 +208,7 @@ def test_select_tasks_holds_out_whole_files_and_final_is_the_best_checkpoint(loc
     assert summary["selected"]["iteration"] == best
     chosen = out / "checkpoints" / f"iter_{best:06d}"
     assert chosen.is_dir()  # kept beyond keep_checkpoints: final/ is it
-    weights = torch.load(chosen / "learner.pt", map_location="cpu", weights_only=False)["model"]
+    weights = torch.load(chosen / LEARNER_FILE, map_location="cpu", weights_only=False)["model"]
     final = DiffusionLM.load(out / "final").state_dict()
     assert all(torch.equal(final[n], p) for n, p in weights.items())
     with pytest.raises(RLError, match="leaving none to learn on"):

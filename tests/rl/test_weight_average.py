@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from pretrain.model import DiffusionLM
+from rl.driver import LEARNER_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +26,7 @@ def test_average_of_a_model_dir_and_a_checkpoint_is_the_mean(tiny_model, tiny_to
     other.save(tmp_path / "a")
     third = DiffusionLM.build(tiny_backbone, tiny_tokenizer, slot_len=24, max_prompt=48, seed=2)
     (tmp_path / "ckpt").mkdir()
-    torch.save({"model": third.state_dict(), "updates": 3}, tmp_path / "ckpt" / "learner.pt")
+    torch.save({"model": third.state_dict(), "updates": 3}, tmp_path / "ckpt" / LEARNER_FILE)
 
     r = _run("--base", tmp_path / "base", "--out", tmp_path / "soup", tmp_path / "a", tmp_path / "ckpt")
     assert r.returncode == 0, r.stderr
