@@ -1,7 +1,7 @@
 """Reward functions in TRL's signature, their registry, composition and TRL adapter.
 
 ``fn(prompts, completions, **columns) -> list[float | None]``. Built-ins: ``pass``, ``kill``,
-``pans`` (execution, from sandbox verdicts), ``ast_valid``, ``exact_match``, ``token_f1``,
+``pans``, ``focal`` (execution, from sandbox verdicts), ``ast_valid``, ``exact_match``, ``token_f1``,
 ``length`` (text), ``semantic`` (embedding similarity). See docs/rewards.md.
 
 Light on import: nothing here imports torch or ray (``semantic`` loads sentence-transformers on

@@ -1,4 +1,4 @@
-"""Execution rewards — ``pass``, ``kill``, ``pans`` — and the verdicts they share.
+"""Execution rewards — ``pass``, ``kill``, ``pans``, ``focal`` — and the verdicts they share.
 
 An execution reward reads one sandbox :class:`~sandbox.execution.Verdict` per candidate from
 the ``verdicts`` column. Whoever calls it first computes that column once — a composition for
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sandbox.tasks import Task
 
 __all__ = ["Executor", "SerialExecutor", "run_verdicts", "as_verdicts", "as_tasks", "passes", "kill", "pans",
-           "pans_parts"]
+           "pans_parts", "focal", "calls_focal"]
 
 
 class Executor(Protocol):
@@ -231,3 +231,39 @@ def pans(prompts: Sequence[Any], completions: Sequence[str], verdicts: Sequence[
             parts = pans_parts(c)
             out.append(float(v.status == "passed" and all(parts.values())))
     return out
+
+
+def calls_focal(candidate: str, focal_functions: Sequence[str]) -> bool:
+    """Whether ``candidate`` calls one of ``focal_functions`` (``"file::qualname"``, a task's
+    functions under test) by name: a call ``f(...)`` or ``obj.f(...)`` whose ``f`` is the last part
+    of a qualname. A method called implicitly (``__eq__`` by ``==``) does not count; a candidate
+    that does not parse calls nothing."""
+    names = {q.rsplit("::", 1)[-1].rsplit(".", 1)[-1] for q in focal_functions}
+    try:
+        tree = ast.parse(candidate)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None) in names:
+                return True
+    return False
+
+
+@reward("focal", mutants=False)
+def focal(prompts: Sequence[Any], completions: Sequence[str], verdicts: Sequence[Verdict] | None = None,
+          task: Sequence[Any] | None = None, **_: Any) -> list[float | None]:
+    """1.0 when the candidate passed and calls one of its task's functions under test (see
+    :func:`calls_focal`), else 0.0; None for an ``infra`` verdict. Needs the ``task`` column.
+
+    A kill needs the assertion to reach mutated code: on the networkx corpus the candidates that
+    call a focal function kill 8x as often as those that do not (docs/rewards.md), so this is a
+    dense stand-in for ``kill`` that every passing candidate is scored on."""
+    if task is None:
+        raise RewardError("reward 'focal' needs a 'task' column (the functions under test come from the task); "
+                          "pass task=[...] or score it through a composition with the task column")
+    vs = _verdicts(completions, verdicts, task, False, "reward 'focal'")
+    tasks = as_tasks(task, len(vs), who="reward 'focal'")
+    return [None if v.status == "infra" else float(v.status == "passed" and calls_focal(c, t.focal_functions))
+            for c, v, t in zip(completions, vs, tasks)]

@@ -125,3 +125,20 @@ def test_separate_reward_functions_share_one_run_per_candidate():
     assert pass_(prompts=["p"], completions=["assert g(x)"], task=[task]) == [1.0]
     assert kill(prompts=["p"], completions=["assert g(x)"], task=[task]) == [0.25]
     assert [mutants for mutants, _ in ex.calls] == [True, False, True]
+
+
+def test_focal_pays_a_passing_candidate_that_calls_a_function_under_test():
+    from dataclasses import replace
+
+    task = replace(make_task(), focal_functions=("pkg/m.py::f", "pkg/m.py::Graph.degree"))
+    cands = ["assert f(x) == 3",  # calls f, passes
+             "assert G.degree(1) == 2",  # a method under test, by its last name
+             "assert x == 1",  # calls nothing under test
+             "assert f(x) == 4",  # calls f, fails
+             "assert g(f) == 3",  # f only named, not called
+             "assert f(x) ==",  # does not parse
+             "assert f(x) == 3"]  # the sandbox failed
+    vs = [verdict("passed")] * 3 + [verdict("failed"), verdict("passed"), verdict("error"), verdict("infra")]
+    assert resolve("focal")(None, cands, verdicts=vs, task=[task] * 7) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, None]
+    with pytest.raises(RewardError, match="reward 'focal' needs a 'task' column"):
+        resolve("focal")(None, cands[:1], verdicts=vs[:1])

@@ -13,7 +13,7 @@ import pytest
 from rewards import registry
 from rewards.registry import Reward, RewardError, known_rewards, resolve, reward
 
-BUILTINS = {"pass", "kill", "pans", "ast_valid", "exact_match", "token_f1", "semantic", "length"}
+BUILTINS = {"pass", "kill", "pans", "focal", "ast_valid", "exact_match", "token_f1", "semantic", "length"}
 
 
 @pytest.fixture
