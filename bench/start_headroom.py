@@ -8,13 +8,16 @@ the mean size of the start term's exact expected policy gradient on a task's sco
 ``Σ_c |∂/∂ℓ(c) Σ_c' π(c') A(c') log π(c')| = Σ_c π(c) |R(c) - Σ_c' π(c') R(c')| / T`` (R the pass
 reward), against T = 1: a peaked π hands the learner almost no gradient, since the most likely
 start's ``∇ log π`` vanishes as its π → 1 and every other start weighs its own small π.
+Last, the pass and kill rates of the 8 most likely candidates that call a function under test
+(the ``focal`` reward's test) and of those that do not.
 
-    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final] [--split valid|train] [--top 4]
+    python bench/start_headroom.py [--tasks 150] [--model runs/default/sft/final] [--split valid|train] [--top 4] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics as st
 
 import torch
@@ -24,6 +27,7 @@ from pretrain.evaluate import start_candidates
 from pretrain.model import DiffusionLM
 from pretrain.retrieval import Retriever
 from pretrain.sampler import slot_log_likelihood
+from rewards.execution import calls_focal
 from sandbox.api import Limits
 from sandbox.pool import Pool
 from sandbox.tasks import load_tasks
@@ -31,15 +35,19 @@ from sandbox.tasks import load_tasks
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=150, help="first tasks of the split in file order")
+    parser.add_argument("--tasks", type=int, default=150, help="first tasks of the split in file order (or of a sample: --seed)")
     parser.add_argument("--model", default="runs/default/sft/final")
     parser.add_argument("--task-file", default="runs/default/mine/tasks.jsonl")
     parser.add_argument("--split", default="valid", help="tasks of this split (train: each retrieves from the others' files)")
+    parser.add_argument("--seed", type=int, default=None, help="a random sample of the split (this seed) instead of its first tasks")
     parser.add_argument("--top", type=int, default=4, help="candidates the start policy draws among (rollout.start_top)")
     args = parser.parse_args()
     tasks = load_tasks(args.task_file)
     train = [t for t in tasks if t.split == "train"]
-    valid = [t for t in tasks if t.split == args.split][:args.tasks]
+    valid = [t for t in tasks if t.split == args.split]
+    if args.seed is not None:
+        random.Random(args.seed).shuffle(valid)
+    valid = valid[:args.tasks]
     model = DiffusionLM.load(args.model).eval()
     enc = Encoder(model.tokenizer, DataConfig(slot_len=model.slot_len, max_prompt=model.max_prompt))
     # A training task retrieves from other test files only, as RL rollouts and a valid task do.
@@ -71,6 +79,14 @@ def main() -> None:
         best_pass = st.mean(max(p[c] for c in o[:k]) for p, o in zip(passed, order))
         best_kill = st.mean(max(kill[j][c] for c in order[i][:k]) for j, i in enumerate(mut))
         print(f"  k = {k:>2}: pass {best_pass:.3f}  kill {best_kill:.3f}")
+    # Which candidates kill: those that call a function under test (the `focal` reward), or the others.
+    mut_at = {k: j for j, k in enumerate(mut)}
+    print("the 8 most likely candidates, by whether they call a function under test (reward 'focal'):")
+    for calls in (True, False):
+        picked = [(k, c) for k, o in enumerate(order) for c in o[:8] if calls_focal(items[k][1][c], items[k][0].focal_functions) == calls]
+        killed = [kill[mut_at[k]][c] for k, c in picked if k in mut_at]
+        print(f"  {'call one' if calls else 'do not  '}: {len(picked)} candidates, pass {st.mean(passed[k][c] for k, c in picked):.3f}"
+              f"  kill {st.mean(killed):.3f} (share of mutants, {len(killed)} on tasks with mutants)")
     print(f"start policy over the {args.top} most likely candidates (rollout.start_top):")
     print(f"{'T':>5} {'entropy':>8} {'top prob':>9} {'expected pass':>14} {'gradient vs T=1':>16}")
     base = None

@@ -258,8 +258,8 @@ def focal(prompts: Sequence[Any], completions: Sequence[str], verdicts: Sequence
     :func:`calls_focal`), else 0.0; None for an ``infra`` verdict. Needs the ``task`` column.
 
     A kill needs the assertion to reach mutated code: on the networkx corpus the candidates that
-    call a focal function kill 8x as often as those that do not (docs/rewards.md), so this is a
-    dense stand-in for ``kill`` that every passing candidate is scored on."""
+    call a focal function kill about 3x as often as those that do not (docs/rewards.md), so this
+    is a denser stand-in for ``kill``, scored on every task, with or without mutants."""
     if task is None:
         raise RewardError("reward 'focal' needs a 'task' column (the functions under test come from the task); "
                           "pass task=[...] or score it through a composition with the task column")
