@@ -13,8 +13,8 @@ bootstrap 95 % intervals). The variants:
 - ``groupmean-mutants-kill``: the same with ``group_mean`` (no division by a group's std, so a
   group that differs in kill moves the policy 3x as much as one that differs in pans only), each
   sample's start drawn from the policy;
-- ``all-starts``: configs/rl.yaml as it is: ``groupmean-mutants-kill`` with every candidate
-  start of a task taken once (``rollout.start_draw=all``), its term weighted by π;
+- ``all-starts``: configs/rl.yaml as it was until ``flat-start``: ``groupmean-mutants-kill`` with
+  every candidate start of a task taken once (``rollout.start_draw=all``), its term weighted by π;
 - ``split-credit``: ``all-starts`` with ``learner.credit=split``: each start is also run as it
   was, the start choice's advantage is that run's reward against the task's other starts, and the
   denoising steps' advantage is what their edits changed, ``R - R(start)``;
@@ -26,11 +26,15 @@ bootstrap 95 % intervals). The variants:
 - ``select``: ``all-starts`` with ``select_tasks=256`` and a checkpoint every 8 iterations: whole
   test files of at least 256 training tasks held out, and ``final/`` the checkpoint whose greedy
   pass + kill rate on them is highest (on 2 cores the held-out files did not predict the valid
-  split: docs/rl.md, "Choosing the checkpoint, on the valid split").
+  split: docs/rl.md, "Choosing the checkpoint, on the valid split");
+- ``flat-start``: configs/rl.yaml as it is: the start choice alone (no denoising edits) among a
+  task's 8 most likely candidates, each taken once, at ``start_temperature`` 4.
 
-The earlier variants draw their starts and train every layer, as they were measured.
+The variants before ``flat-start`` edit their starts (4 candidates, ``mask_share`` 0.1, start
+temperature 1) and train every layer, as they were measured; those before ``all-starts`` draw their
+starts.
 
-    python bench/rl_experiment.py                    # all twelve, about 4 h 10 min; in runs/rlexp/ (compare.json, compare.txt)
+    python bench/rl_experiment.py                    # all thirteen, about 4 h 30 min; in runs/rlexp/ (compare.json, compare.txt)
     python bench/rl_experiment.py --only gae-critic group-critic   # some of them
     python bench/rl_experiment.py --max-tasks 200    # a shorter evaluation
 
@@ -46,25 +50,29 @@ import sys
 from pathlib import Path
 
 # Against configs/rl.yaml (group_mean, tasks with mutants only, 0.25 pans + 0.75 kill, every start once). Every
-# variant but top-layers pins every layer trained, as it was measured.
+# variant but top-layers pins every layer trained, and every one before flat-start the edits of 4 starts at
+# temperature 1, as they were measured.
 EVERY_TASK = "mutants_only=false"
 EQUAL = "rewards.components=[{name: pans, weight: 0.5}, {name: kill, weight: 0.5}]"
+EDITS = ["rollout.samples=4", "rollout.start_top=4", "rollout.start_temperature=1", "rollout.mask_share=0.1",
+         "rollout.sampler.edit_threshold=0.05", "learner.minibatch=32"]
 ALL = "learner.train_layers=0"
 VARIANTS = {
-    "gae-critic": [ALL, "learner.advantage=gae", "rollout.start_draw=sample", EVERY_TASK, EQUAL],
-    "group-critic": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, EQUAL],
+    "gae-critic": [ALL, "learner.advantage=gae", "rollout.start_draw=sample", EVERY_TASK, EQUAL, *EDITS],
+    "group-critic": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, EQUAL, *EDITS],
     "gae-confidence": [ALL, "learner.advantage=gae", "rollout.sampler.remask=confidence", "rollout.start_draw=sample",
-                       EVERY_TASK, EQUAL],
-    "group-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK],
-    "group-mutants": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EQUAL],
-    "group-mutants-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample"],
-    "groupmean-mutants-kill": [ALL, "rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
-    "all-starts": [ALL],  # configs/rl.yaml as it is: every candidate start of a task once, weighted by π
-    "split-credit": [ALL, "learner.credit=split"],  # the start credited with its own run, the edits with their change
-    "value-light": [ALL, "learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
-    "top-layers": ["learner.train_layers=2"],  # only the top 2 of 4 layers and the heads learn
+                       EVERY_TASK, EQUAL, *EDITS],
+    "group-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, *EDITS],
+    "group-mutants": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EQUAL, *EDITS],
+    "group-mutants-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample", *EDITS],
+    "groupmean-mutants-kill": [ALL, "rollout.start_draw=sample", *EDITS],  # configs/rl.yaml as it was measured first
+    "all-starts": [ALL, *EDITS],  # configs/rl.yaml before flat-start: every candidate start of a task once, weighted by π
+    "split-credit": [ALL, "learner.credit=split", *EDITS],  # the start credited with its own run, the edits with their change
+    "value-light": [ALL, "learner.value_coef=0.05", *EDITS],  # the value's gradient in the shared trunk a tenth as strong
+    "top-layers": ["learner.train_layers=2", *EDITS],  # only the top 2 of 4 layers and the heads learn
     # final/ is the checkpoint (every 8 iterations) best on 256+ held-out training tasks' greedy pass + kill
-    "select": [ALL, "select_tasks=256", "checkpoint_every=8"],
+    "select": [ALL, "select_tasks=256", "checkpoint_every=8", *EDITS],
+    "flat-start": [ALL],  # configs/rl.yaml as it is: the start choice alone among 8, at start temperature 4
 }
 
 
