@@ -57,21 +57,22 @@ EQUAL = "rewards.components=[{name: pans, weight: 0.5}, {name: kill, weight: 0.5
 EDITS = ["rollout.samples=4", "rollout.start_top=4", "rollout.start_temperature=1", "rollout.mask_share=0.1",
          "rollout.sampler.edit_threshold=0.05", "learner.minibatch=32"]
 ALL = "learner.train_layers=0"
+MEASURED = [ALL, *EDITS]  # the variants before flat-start, as they were measured
 VARIANTS = {
-    "gae-critic": [ALL, "learner.advantage=gae", "rollout.start_draw=sample", EVERY_TASK, EQUAL, *EDITS],
-    "group-critic": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, EQUAL, *EDITS],
-    "gae-confidence": [ALL, "learner.advantage=gae", "rollout.sampler.remask=confidence", "rollout.start_draw=sample",
-                       EVERY_TASK, EQUAL, *EDITS],
-    "group-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, *EDITS],
-    "group-mutants": [ALL, "learner.advantage=group", "rollout.start_draw=sample", EQUAL, *EDITS],
-    "group-mutants-kill": [ALL, "learner.advantage=group", "rollout.start_draw=sample", *EDITS],
-    "groupmean-mutants-kill": [ALL, "rollout.start_draw=sample", *EDITS],  # configs/rl.yaml as it was measured first
-    "all-starts": [ALL, *EDITS],  # configs/rl.yaml before flat-start: every candidate start of a task once, weighted by π
-    "split-credit": [ALL, "learner.credit=split", *EDITS],  # the start credited with its own run, the edits with their change
-    "value-light": [ALL, "learner.value_coef=0.05", *EDITS],  # the value's gradient in the shared trunk a tenth as strong
+    "gae-critic": [*MEASURED, "learner.advantage=gae", "rollout.start_draw=sample", EVERY_TASK, EQUAL],
+    "group-critic": [*MEASURED, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK, EQUAL],
+    "gae-confidence": [*MEASURED, "learner.advantage=gae", "rollout.sampler.remask=confidence", "rollout.start_draw=sample",
+                       EVERY_TASK, EQUAL],
+    "group-kill": [*MEASURED, "learner.advantage=group", "rollout.start_draw=sample", EVERY_TASK],
+    "group-mutants": [*MEASURED, "learner.advantage=group", "rollout.start_draw=sample", EQUAL],
+    "group-mutants-kill": [*MEASURED, "learner.advantage=group", "rollout.start_draw=sample"],
+    "groupmean-mutants-kill": [*MEASURED, "rollout.start_draw=sample"],  # configs/rl.yaml as it was measured first
+    "all-starts": [*MEASURED],  # configs/rl.yaml before flat-start: every candidate start of a task once, weighted by π
+    "split-credit": [*MEASURED, "learner.credit=split"],  # the start credited with its own run, the edits with their change
+    "value-light": [*MEASURED, "learner.value_coef=0.05"],  # the value's gradient in the shared trunk a tenth as strong
     "top-layers": ["learner.train_layers=2", *EDITS],  # only the top 2 of 4 layers and the heads learn
     # final/ is the checkpoint (every 8 iterations) best on 256+ held-out training tasks' greedy pass + kill
-    "select": [ALL, "select_tasks=256", "checkpoint_every=8", *EDITS],
+    "select": [*MEASURED, "select_tasks=256", "checkpoint_every=8"],
     "flat-start": [ALL],  # configs/rl.yaml as it is: the start choice alone among 8, at start temperature 4
 }
 

@@ -80,11 +80,12 @@ def main() -> None:
         best_kill = st.mean(max(kill[j][c] for c in order[i][:k]) for j, i in enumerate(mut))
         print(f"  k = {k:>2}: pass {best_pass:.3f}  kill {best_kill:.3f}")
     # Which candidates kill: those that call a function under test (the `focal` reward), or the others.
-    mut_at = {k: j for j, k in enumerate(mut)}
+    kill_of = dict(zip(mut, kill))
+    top8 = [(k, c, calls_focal(items[k][1][c], items[k][0].focal_functions)) for k, o in enumerate(order) for c in o[:8]]
     print("the 8 most likely candidates, by whether they call a function under test (reward 'focal'):")
     for calls in (True, False):
-        picked = [(k, c) for k, o in enumerate(order) for c in o[:8] if calls_focal(items[k][1][c], items[k][0].focal_functions) == calls]
-        killed = [kill[mut_at[k]][c] for k, c in picked if k in mut_at]
+        picked = [(k, c) for k, c, f in top8 if f == calls]
+        killed = [kill_of[k][c] for k, c in picked if k in kill_of]
         print(f"  {'call one' if calls else 'do not  '}: {len(picked)} candidates, pass {st.mean(passed[k][c] for k, c in picked):.3f}"
               f"  kill {st.mean(killed):.3f} (share of mutants, {len(killed)} on tasks with mutants)")
     print(f"start policy over the {args.top} most likely candidates (rollout.start_top):")

@@ -31,7 +31,7 @@ def source_state(path: Path) -> dict[str, torch.Tensor]:
     if (path / LEARNER_FILE).is_file():
         return torch.load(path / LEARNER_FILE, map_location="cpu", weights_only=False)["model"]
     raise SystemExit(f"weight_average: '{path}' is neither a model directory ({TRIDENT_FILE}) nor an RL checkpoint "
-                     f"folder (learner.pt); give a final/ or a RUN/checkpoints/iter_NNNNNN folder")
+                     f"folder ({LEARNER_FILE}); give a final/ or a RUN/checkpoints/iter_NNNNNN folder")
 
 
 def main() -> None:
