@@ -35,6 +35,7 @@ What a candidate may be:
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Collection
 
 MAX_CHARS = 2000
@@ -66,7 +67,25 @@ DENIED_ATTRIBUTES = frozenset({
 # Dunder attributes that only describe an object (strings and tuples of names), read by real
 # tests (``type(G).__name__``, ``view.__slots__``). Single-underscore attributes are private
 # state, not a way out of the interpreter (``G._adj``), and are allowed.
-HARMLESS_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__slots__", "__module__"})
+DESCRIPTIVE_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__slots__", "__module__"})
+
+# The data model's operator and protocol methods, which some libraries' own tests call directly
+# (``assert x.__add__(a) is NotImplemented``), plus ``__class__`` (what ``type(x)`` gives). What
+# they reach is judged at run time by the capability layer (:mod:`sandbox.capability`); the gate
+# refuses only the dunders that lead out of the object model (``__code__``, ``__globals__``,
+# ``__subclasses__``, ``__dict__`` ...).
+_PROTOCOL = ("class eq ne lt le gt ge hash bool len iter next reversed contains getitem setitem delitem missing "
+             "repr str bytes int float complex index round trunc floor ceil neg pos abs invert call "
+             "enter exit array length_hint").split()
+_ARITHMETIC = "add sub mul matmul truediv floordiv mod divmod pow lshift rshift and xor or".split()
+OPERATOR_DUNDERS = frozenset([f"__{name}__" for name in _PROTOCOL]
+                             + [f"__{p}{op}__" for op in _ARITHMETIC for p in ("", "r", "i") if p + op != "idivmod"])
+HARMLESS_DUNDERS = DESCRIPTIVE_DUNDERS | OPERATOR_DUNDERS
+
+_DUNDER_IN_TEXT = re.compile(r"__[A-Za-z0-9]\w*?__")
+
+# Builtins whose result is true whatever they are given: as a test they check nothing.
+_ALWAYS_TRUE_CALLS = frozenset({"iter", "type", "id", "repr"})
 
 PYTEST_HELPERS = frozenset({"approx"})
 
@@ -114,16 +133,19 @@ _OPERATORS = {
 }
 # Comparisons that hold whenever both sides are the same object.
 _REFLEXIVE = (ast.Eq, ast.Is, ast.LtE, ast.GtE)
+_IDENTITY = (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)
 
 _DISPLAYS = {ast.Tuple: "tuple", ast.List: "list", ast.Set: "set", ast.Dict: "dict"}
 
 
-def check(candidate: str, known_names: Collection[str] = ()) -> str | None:
+def check(candidate: str, known_names: Collection[str] = (), objects: Collection[str] = ()) -> str | None:
     """None when the candidate may run; otherwise the reason it is rejected, one sentence a person can read.
 
     ``known_names``: the names a candidate may build on — what the test's prefix binds and the
     test module's globals. An assertion that uses none of them tests nothing the code under
-    test computed and is vacuous; with no names given that rule is skipped.
+    test computed and is vacuous; with no names given that rule is skipped. ``objects``: those
+    of them bound to modules, classes or functions, which are true whatever the code does
+    (``assert nx`` checks nothing).
     """
     if not candidate.strip():
         return "the candidate is empty"
@@ -139,7 +161,7 @@ def check(candidate: str, known_names: Collection[str] = ()) -> str | None:
         _check_statements(tree.body)
         checker = _Expressions(known_names)
         reads = [checker.statement(stmt) for stmt in tree.body]
-        _check_vacuity(tree.body, reads, known_names)
+        _check_vacuity(tree.body, reads, known_names, frozenset(objects))
     except _Rejected as rejected:
         return rejected.reason
     except RecursionError:
@@ -251,26 +273,60 @@ class _Expressions(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         value = node.value
-        if (isinstance(value, str) and "__" in value) or (isinstance(value, bytes) and b"__" in value):
-            raise _Rejected(f"string constants containing '__' are not allowed ({_short(repr(value))})")
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        if isinstance(text, str) and "__" in text:
+            # A dunder name in a string matters only to something that looks attributes up by
+            # name (``getattr``, ``str.format``, all refused); the ones an object's own
+            # protocol uses are harmless, the rest are refused here before run time.
+            bad = [name for name in _DUNDER_IN_TEXT.findall(text) if name not in HARMLESS_DUNDERS]
+            if bad:
+                raise _Rejected(f"string constants containing '__' are allowed only around an operator or "
+                                f"descriptive dunder name; found {bad[0]} ({_short(repr(value))})")
 
 
-def _check_vacuity(body: list[ast.stmt], reads: list[set[str]], known_names: Collection[str]) -> None:
+def _check_vacuity(body: list[ast.stmt], reads: list[set[str]], known_names: Collection[str],
+                   objects: frozenset[str]) -> None:
     """Rule: every assert can fail for a reason the code under test controls."""
     known = set(known_names)
+    objects = objects - {n for stmt in body if isinstance(stmt, ast.Assign)
+                         for target in stmt.targets for n in _store_names(target)}
     for stmt, read in zip(body, reads):
         if isinstance(stmt, ast.Assign):
             # A candidate's own name is known only if its value comes from a known one.
-            names = {n.id for target in stmt.targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+            names = {n for target in stmt.targets for n in _store_names(target)}
             known = known | names if read & known else known - names
             continue
         if _always_fails(stmt.test):
             continue
-        reason = _vacuous(stmt.test)
+        reason = _vacuous(stmt.test, objects)
         if reason is None and known_names and not read & known:
             reason = "the test uses no name that the test's prefix or module provides, so it checks nothing of theirs"
+        if reason is None and known_names and isinstance(stmt.test, ast.BoolOp) and isinstance(stmt.test.op, ast.Or):
+            for value in stmt.test.values:
+                if not _always_false(value) and not _free_names(value) & known:
+                    reason = (f"an operand of 'or' ({_short(ast.unparse(value))}) uses no name that the test's "
+                              "prefix or module provides, so it holds whatever they do")
+                    break
         if reason is not None:
             raise _Rejected(f"vacuous assertion: {reason}")
+
+
+def _store_names(target: ast.expr) -> list[str]:
+    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+
+def _free_names(node: ast.expr) -> set[str]:
+    """Names an expression reads from outside it (a lambda's parameters and a comprehension's
+    variables are its own)."""
+    own: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Lambda):
+            a = n.args
+            own.update(x.arg for x in a.posonlyargs + a.args + a.kwonlyargs)
+            own.update(x.arg for x in (a.vararg, a.kwarg) if x is not None)
+        elif isinstance(n, ast.comprehension):
+            own.update(_store_names(n.target))
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
 
 
 def _always_fails(test: ast.expr) -> bool:
@@ -280,18 +336,41 @@ def _always_fails(test: ast.expr) -> bool:
     return _empty_display(test)
 
 
-def _vacuous(test: ast.expr) -> str | None:
+def _vacuous(test: ast.expr, objects: frozenset[str] = frozenset()) -> str | None:
     if isinstance(test, ast.Constant):
         return f"the test is the constant {_short(repr(test.value))}"
     if isinstance(test, ast.Compare):  # whatever the operator: x != x tests nothing either
         return _identical_sides(test, reflexive_only=False)
-    return _always_true(test)
+    if isinstance(test, ast.Attribute) and test.attr in DESCRIPTIVE_DUNDERS:
+        return f"'{_short(ast.unparse(test))}' describes an object, not what the code does"
+    return _always_true(test, objects)
 
 
-def _always_true(node: ast.expr) -> str | None:
+def _object_path(node: ast.expr, objects: frozenset[str]) -> bool:
+    """Whether ``node`` is a name bound to a module, class or function, or an attribute path
+    from one without a call (``nx``, ``nx.utils``, ``nx.cycle_basis``)."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in objects
+
+
+def _always_true(node: ast.expr, objects: frozenset[str] = frozenset()) -> str | None:
     """Why ``node`` is true whatever the code under test does, or None."""
     if isinstance(node, ast.Constant) and node.value:
         return f"the constant {_short(repr(node.value))} is always true"
+    if _object_path(node, objects):
+        return f"'{_short(ast.unparse(node))}' is a module, class or function, always true: an object, not a check"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id in _ALWAYS_TRUE_CALLS:
+            return f"'{node.func.id}(...)' is always true: an object, not a check"
+        if node.func.id == "callable" and len(node.args) == 1 and _object_path(node.args[0], objects):
+            return f"'{_short(ast.unparse(node))}' is always true: a module, class or function is callable"
+        if node.func.id == "callable" and isinstance(node.args[0] if node.args else None, ast.Lambda):
+            return "a lambda is always callable"
+    if isinstance(node, ast.Lambda):
+        return "a lambda is always true"
+    if isinstance(node, ast.Attribute) and node.attr == "__class__":
+        return f"'{_short(ast.unparse(node))}' is a class, always true: an object, not a check"
     if type(node) in _DISPLAYS and not _maybe_empty(node):
         hint = " (write 'assert test, message' without parentheses)" if isinstance(node, ast.Tuple) else ""
         return f"a non-empty {_DISPLAYS[type(node)]} is always true{hint}"
@@ -305,10 +384,11 @@ def _always_true(node: ast.expr) -> str | None:
         return _identical_sides(node, reflexive_only=True)
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
         for value in node.values:
-            reason = _always_true(value)
+            reason = _always_true(value, objects)
             if reason is not None:
                 return f"an operand of 'or' is always true: {reason}"
-    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) and all(map(_always_true, node.values)):
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) and all(
+            _always_true(value, objects) for value in node.values):
         return "every operand of 'and' is always true"
     return None
 
@@ -324,19 +404,26 @@ def _empty_display(node: ast.expr) -> bool:
 
 
 def _maybe_empty(display: ast.expr) -> bool:
-    """Whether a display could be empty: only unpackings in it (``(*xs,)``, ``{**d}``)."""
+    """Whether a display could be empty: only unpackings in it (``(*xs,)``, ``{**d}``), none of
+    them of a display that is never empty (``[*[G]]``)."""
     if isinstance(display, ast.Dict):
-        return all(key is None for key in display.keys)
-    return all(isinstance(element, ast.Starred) for element in display.elts)
+        return all(key is None and not _never_empty(value) for key, value in zip(display.keys, display.values))
+    return all(isinstance(element, ast.Starred) and not _never_empty(element.value) for element in display.elts)
+
+
+def _never_empty(node: ast.expr) -> bool:
+    return type(node) in _DISPLAYS and not _maybe_empty(node)
 
 
 def _identical_sides(node: ast.Compare, reflexive_only: bool) -> str | None:
     sides = [node.left, *node.comparators]
     for left, op, right in zip(sides, node.ops, sides[1:]):
         # With a call in it, the same expression twice can differ (`id(G.edges) == id(G.edges)`
-        # tests that a view is cached); without one it cannot.
-        if (not reflexive_only or isinstance(op, _REFLEXIVE)) and _same(left, right) \
-                and not any(isinstance(n, ast.Call) for n in ast.walk(left)):
+        # tests that a view is cached); without one it cannot. That excuse holds for equality
+        # and identity only: `f(G) in f(G)` is true for any string or container of itself.
+        calls = any(isinstance(n, ast.Call) for n in ast.walk(left))
+        if (not reflexive_only or isinstance(op, _REFLEXIVE + (ast.In,))) and _same(left, right) \
+                and (not calls or not isinstance(op, _IDENTITY)):
             return f"both sides of '{_OPERATORS[type(op)]}' are the same expression ({_short(ast.unparse(left))})"
     return None
 
