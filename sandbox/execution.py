@@ -40,7 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .isolation import Confinement, confine, fork_child, set_parent_death_signal
+from . import capability
+from .isolation import RUN_DIR, Confinement, confine, enter_private_tmp, fork_child, set_parent_death_signal
+from .stack import TEST_DEPTH, call_at_depth
 
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
 MAX_RECORD_BYTES = 1 << 20  # a verdict record is small; anything bigger is not one
@@ -211,18 +213,27 @@ class SlotProgram:
             self._prefixes[messages] = stmts
         return self._prefixes[messages]
 
-    def _candidate(self, candidate: str, messages: bool) -> tuple[list[ast.stmt], tuple[int, int]]:
+    def _candidate(self, candidate: str, messages: bool, guard: bool = False) -> tuple[list[ast.stmt], tuple[int, int]]:
         """The candidate's statements on the target's lines (asserts rewritten when
-        ``messages``) and its line range. Raises SyntaxError when it does not parse."""
+        ``messages``; with ``guard``, every load and call then routed through the capability
+        layer, :mod:`sandbox.capability`) and its line range. Raises SyntaxError when it does
+        not parse, :class:`~sandbox.capability.Refused` when the layer refuses it outright."""
         cand = ast.parse(candidate, mode="exec")
         if not cand.body:
             raise SyntaxError("empty candidate")
         ast.increment_lineno(cand, self.target_line - 1)
         span = (self.target_line, max(s.end_lineno or s.lineno for s in cand.body))
         stmts = cand.body
+        source = "\n" * (self.target_line - 1) + candidate
         if messages:
             # pytest reads the assert's source text for its messages: give it lines that match.
-            stmts = _rewrite_asserts(stmts, b"\n" * (self.target_line - 1) + candidate.encode("utf-8", "replace"))
+            stmts = _rewrite_asserts(stmts, source.encode("utf-8", "replace"))
+        if guard:
+            # After pytest's rewrite, whose @py_* machinery the guard leaves alone: the messages
+            # stay pytest's, and the candidate's own expressions are all guarded.
+            capability.install(self.module.__name__.partition(".")[0], self.globals, self.tree)
+            owner = self.defining_class.__name__ if self.defining_class is not None else None
+            stmts = capability.guard_statements(stmts, source, owner)
         for stmt in stmts:
             ast.fix_missing_locations(stmt)
         return stmts, span
@@ -257,16 +268,18 @@ class SlotProgram:
         func.__kwdefaults__ = self.func.__kwdefaults__
         return func
 
-    def build(self, candidate: str, messages: bool = True) -> tuple[types.FunctionType, tuple[int, int]]:
+    def build(self, candidate: str, messages: bool = True,
+              guard: bool = False) -> tuple[types.FunctionType, tuple[int, int]]:
         """Compile prefix + candidate into a function; returns it and the candidate's line range.
 
         With ``messages``, asserts are rewritten as pytest does, for its failure explanations;
         without, a failing assert raises a bare AssertionError on the same line (pytest's
         explanations diff large values, which costs more than the test when only *where* an
         assert failed matters, as under a mutant). Raises SyntaxError when the candidate does
-        not parse.
+        not parse. ``guard``: run the candidate's statements (not the prefix) under the
+        capability layer (see :meth:`_candidate`).
         """
-        stmts, span = self._candidate(candidate, messages)
+        stmts, span = self._candidate(candidate, messages, guard)
         return self._function(self._prefix(messages) + stmts), span
 
     def prefix_function(self, messages: bool = True) -> types.FunctionType:
@@ -280,11 +293,13 @@ class SlotProgram:
             self._prefixes[key] = self._function(self._prefix(messages) + [ret])
         return self._prefixes[key]
 
-    def build_alone(self, candidate: str, messages: bool = True) -> tuple[types.CodeType, tuple[int, int]] | None:
+    def build_alone(self, candidate: str, messages: bool = True,
+                    guard: bool = False) -> tuple[types.CodeType, tuple[int, int]] | None:
         """The candidate compiled on its own, to run on the prefix's variables (see
         :meth:`prefix_function`), and its line range; None when only the whole function
-        compiles it faithfully (``super()`` or a class-private name in a method)."""
-        stmts, span = self._candidate(candidate, messages)
+        compiles it faithfully (``super()`` or a class-private name in a method). ``guard``: as
+        for :meth:`build`."""
+        stmts, span = self._candidate(candidate, messages, guard)
         if self.defining_class is not None:
             for node in ast.walk(ast.Module(body=stmts, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
@@ -501,6 +516,8 @@ def _is_test_path(rel: str) -> bool:
 
 
 def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -> dict[str, Any]:
+    if isinstance(exc, capability.Violation):  # the guard's record says so too: see _guard_record
+        return {"status": "rejected", "reason": str(exc)}
     tb = exc.__traceback__
     innermost = None
     slot_line = None
@@ -525,26 +542,64 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
     return {"status": "error", "reason": f"{text} {where}", "assert_line": innermost.tb_lineno if own else None}
 
 
-def _own_group_and_fds(w: int, tmp: str) -> None:
+def _guard_record(namespace: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The record, or ``rejected`` when the capability layer's guard in ``namespace`` refused a
+    reach during the run: however the candidate ended — passed, failed, or an error, even
+    where library code or the candidate caught the guard's exception."""
+    reason = capability.violation(namespace)
+    return record if reason is None else {"status": "rejected", "reason": reason}
+
+
+RECORD_FD = 3  # the record pipe's descriptor in every child
+
+
+def _own_group_and_fds(w: int, tmp: str) -> int:
     """A forked child's own process group (so _kill_group reaches all it starts), no
-    descriptor above stdio but the record pipe ``w``, and ``tmp`` as working directory."""
+    descriptor above stdio but the record pipe, moved from ``w`` to :data:`RECORD_FD`, and
+    ``tmp`` as working directory (the private :data:`~sandbox.isolation.RUN_DIR` is made and
+    entered by ``confine`` instead). Returns the record pipe's descriptor.
+
+    The same descriptor everywhere: which number the pipe got depends on what the forking
+    process holds open, and a mutant zygote holds more than the module zygote, so a number
+    that varied would tell a candidate that a mutant is active."""
     os.setpgid(0, 0)
+    if w != RECORD_FD:
+        os.dup2(w, RECORD_FD, inheritable=False)
     # Only the record pipe stays open: the child must not hold the zygote's channels.
-    os.closerange(3, w)
-    os.closerange(w + 1, 1 << 16)
-    os.chdir(tmp)
+    os.closerange(RECORD_FD + 1, 1 << 16)
+    if tmp != RUN_DIR:
+        os.chdir(tmp)
+    return RECORD_FD
 
 
-def _prologue(w: int, tmp: str, seed: int) -> None:
+def _prologue(w: int, tmp: str, seed: int) -> int:
     """First steps of a forked child: :func:`_own_group_and_fds`, quiet stdio and seeded
-    random generators."""
+    random generators. Returns the record pipe's descriptor."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    _own_group_and_fds(w, tmp)
+    w = _own_group_and_fds(w, tmp)
     random.seed(seed)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(seed)
+    return w
+
+
+def _random_states() -> tuple[Any, Any]:
+    """The states of ``random`` and numpy's global generator, to hand to the group's candidates.
+
+    ``random`` reseeds itself from the OS in every forked child (``os.register_at_fork``), so
+    without this each candidate of a group would draw other numbers than the same candidate
+    run alone — and than itself in the next run: a coin flip, not a verdict."""
+    numpy = sys.modules.get("numpy")
+    return random.getstate(), numpy.random.get_state() if numpy is not None else None
+
+
+def _restore_random(states: tuple[Any, Any]) -> None:
+    random.setstate(states[0])
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and states[1] is not None:
+        numpy.random.set_state(states[1])
 
 
 def _enter_confinement(confinement: Confinement | None, tmp: str, w: int) -> None:
@@ -581,7 +636,7 @@ def _child_main(
     # hundreds of pages the child otherwise shares with its zygote.
     modules_before = set(sys.modules) if learn_imports else set()
     try:
-        _prologue(w, tmp, seed)
+        w = _prologue(w, tmp, seed)
         if prepare is not None:
             prepare()
         _enter_confinement(confinement, tmp, w)
@@ -599,12 +654,14 @@ def _child_main(
         if counter or tracer:
             sys.setprofile(counter or tracer)
         try:
-            program.call(func, tmp)
+            # At a fixed depth, whichever zygote forked this child (see sandbox.stack).
+            call_at_depth(TEST_DEPTH - 1, program.call, func, tmp)
             record = {"status": "passed", "reason": ""}
         except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
             sys.setprofile(None)
             record = _classify(exc, func.__code__, span)
         sys.setprofile(None)
+        record = _guard_record(program.globals, record)
         if tracer is not None:
             record["calls"] = tracer.records()
         if counter is not None:
@@ -625,11 +682,16 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
     tier = confinement.tier if confinement is not None else "none"
     record: dict[str, Any]
     try:
-        _prologue(w, tmp, seed)
-        os.chmod(tmp, 0o755)  # candidates run under uids of their own and may read tmp_path
+        w = _prologue(w, tmp, seed)
+        if tier == "namespaces":
+            # The prefix runs in a /tmp of this child's own, at the path every run uses; each
+            # candidate sees what it left there through a copy-on-write layer of its own.
+            tmp = enter_private_tmp(confinement)  # type: ignore[arg-type]
+        else:
+            os.chmod(tmp, 0o755)  # candidates run under uids of their own and may read tmp_path
         prefix = program.prefix_function(messages)
         try:
-            names = program.call(prefix, tmp)
+            names = call_at_depth(TEST_DEPTH - 1, program.call, prefix, tmp)  # as in _child_main
             outcome = None
         except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
             outcome = {**_classify(exc, prefix.__code__, (0, -1)), "tier": tier}
@@ -638,9 +700,11 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
             verdicts = [outcome] * len(cands)
         else:
             scope = {**program.globals, **names}
+            generators = _random_states()
             verdicts = []
             for code, span in cands:
-                raw = _fork_and_wait(lambda cw, ctmp: _candidate_main(code, span, scope, cw, ctmp, confinement),
+                raw = _fork_and_wait(lambda cw, ctmp: _candidate_main(code, span, scope, cw, ctmp, confinement,
+                                                                      generators),
                                      confinement=confinement, timeout=timeout)
                 verdicts.append(_verdict(*raw, timeout=timeout, tier=tier)[0].to_dict())
         record = {"verdicts": verdicts}
@@ -650,18 +714,23 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
 
 
 def _candidate_main(code: types.CodeType, span: tuple[int, int], scope: dict[str, Any], w: int, tmp: str,
-                    confinement: Confinement | None) -> NoReturn:
+                    confinement: Confinement | None, generators: tuple[Any, Any]) -> NoReturn:
     """Body of one candidate's child in a group: confined, it runs the candidate's code with
-    the prefix's variables (module globals, then the test's locals) as its namespace."""
+    the prefix's variables (module globals, then the test's locals) as its namespace, and the
+    random generators as the prefix left them (``generators``, see :func:`_random_states`)."""
     record: dict[str, Any]
     try:
-        _own_group_and_fds(w, tmp)  # stdio is the group child's /dev/null already
+        w = _own_group_and_fds(w, tmp)  # stdio is the group child's /dev/null already
+        _restore_random(generators)
         _enter_confinement(confinement, tmp, w)
         try:
-            exec(code, scope)  # noqa: S102 - the candidate, gated and confined
+            # The candidate at the depth of the test function it belongs to, as when it runs
+            # whole (exec takes a level of recursion itself: see sandbox.stack).
+            call_at_depth(TEST_DEPTH - 1, exec, code, scope)  # noqa: S102 - the candidate, confined
             record = {"status": "passed", "reason": ""}
         except BaseException as exc:  # noqa: BLE001
             record = _classify(exc, code, span)
+        record = _guard_record(scope, record)
     except BaseException as exc:  # noqa: BLE001
         record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the candidate ran"}
     _send(w, record)
@@ -674,8 +743,13 @@ def _fork_and_wait(body: Callable[[int, str], NoReturn], *, confinement: Confine
                    tmp_root: str | None = None, settle: bool = False) -> tuple[bytes, int | None, bool, float, float]:
     """Fork a child that runs ``body(w, tmp)`` — ``w`` its record pipe, ``tmp`` a fresh
     directory — and wait for it, at most ``timeout`` seconds (then its group is killed).
-    Returns the record, the wait status, whether it timed out, its CPU and wall seconds."""
-    tmp = tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
+    Returns the record, the wait status, whether it timed out, its CPU and wall seconds.
+
+    At tier ``namespaces`` ``tmp`` is :data:`~sandbox.isolation.RUN_DIR`, the same path for
+    every run, which the child makes in a ``/tmp`` of its own (``confine``): nothing to make or
+    remove here. Otherwise a fresh directory under ``tmp_root``, removed after the child."""
+    private = confinement is not None and confinement.tier == "namespaces"
+    tmp = RUN_DIR if private else tempfile.mkdtemp(prefix="trident-run-", dir=tmp_root)
     r, w = os.pipe()
     try:
         fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MAX_RECORD_BYTES)  # a whole record fits: see _collect
@@ -690,7 +764,8 @@ def _fork_and_wait(body: Callable[[int, str], NoReturn], *, confinement: Confine
     except OSError as err:
         os.close(r)
         os.close(w)
-        _remove_dir(tmp)
+        if not private:
+            _remove_dir(tmp)
         raise _ForkFailed(str(err)) from None
     if pid == 0:  # child
         os.close(r)
@@ -701,7 +776,8 @@ def _fork_and_wait(body: Callable[[int, str], NoReturn], *, confinement: Confine
         data, status, timed_out, cpu = _collect(pid, r, start + timeout)
     finally:
         os.close(r)
-        _remove_dir(tmp)
+        if not private:
+            _remove_dir(tmp)
     return data, status, timed_out, cpu, time.monotonic() - start
 
 
@@ -750,6 +826,7 @@ def run_forked(
     call_budget: int | None = None,
     confinement: Confinement | None = None,
     settle: bool = False,
+    guard: bool = False,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
@@ -765,13 +842,17 @@ def run_forked(
     the isolation the child enters before it runs the candidate (``sandbox.isolation``);
     the verdict records its tier. ``settle``: the caller keeps its heap settled (see
     :func:`settle_heap`), so that cyclic garbage is collected here, at the same point on
-    every run, rather than whenever the collector's counters say.
+    every run, rather than whenever the collector's counters say. ``guard``: the candidate is
+    untrusted; its code runs under the capability layer (:mod:`sandbox.capability`), and a
+    reach it refuses makes the verdict ``rejected``.
     """
     tier = confinement.tier if confinement is not None else "none"
     # The zygote compiles the candidate (the gate has parsed it here already): compiling in the
     # child cost several times more, every page it touched being a copy-on-write fault.
     try:
-        built = program.build(candidate, messages)
+        built = program.build(candidate, messages, guard)
+    except capability.Refused as err:
+        return Verdict("rejected", err.reason, tier=tier)
     except _COMPILE_ERRORS as err:
         return _not_compiled(err, tier)
     try:
@@ -787,17 +868,21 @@ def run_forked(
 
 
 def run_group(program: SlotProgram, candidates: list[str], *, timeout: float, seed: int = 0, messages: bool = True,
-              confinement: Confinement | None = None) -> list[Verdict] | None:
+              confinement: Confinement | None = None, guard: bool = False) -> list[Verdict] | None:
     """Verdicts for several candidates in one slot, as :func:`run_forked` would give them,
     for the price of one setup and prefix: a child runs those once and forks each candidate
     from there (see :func:`_group_main`). Each candidate gets ``timeout``; the prefix one more.
-    None when a candidate can only run inside the whole function (use :func:`run_forked`)."""
+    None when a candidate can only run inside the whole function (use :func:`run_forked`).
+    ``guard``: as for :func:`run_forked`."""
     tier = confinement.tier if confinement is not None else "none"
     verdicts: list[Verdict | None] = [None] * len(candidates)
     built: list[tuple[int, types.CodeType, tuple[int, int]]] = []
     for i, candidate in enumerate(candidates):
         try:
-            alone = program.build_alone(candidate, messages)
+            alone = program.build_alone(candidate, messages, guard)
+        except capability.Refused as err:
+            verdicts[i] = Verdict("rejected", err.reason, tier=tier)
+            continue
         except _COMPILE_ERRORS as err:
             verdicts[i] = _not_compiled(err, tier)
             continue

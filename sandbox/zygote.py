@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple
@@ -69,9 +70,10 @@ class SlotRef(NamedTuple):
 
 def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
             trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None,
-            call_budget: int | None = None, gate: bool = False) -> dict[str, Any]:
+            call_budget: int | None = None, gate: bool = False, guard: bool = False) -> dict[str, Any]:
     """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot. ``gate``:
-    the candidate is untrusted and must pass the static gate first."""
+    the candidate is untrusted and must pass the static gate first; ``guard``: it runs under
+    the runtime capability layer (:mod:`sandbox.capability`)."""
     return {
         "test_class": task.test_class,
         "test_name": task.test_name,
@@ -86,6 +88,7 @@ def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mut
         "cpu_limit": cpu_limit,
         "call_budget": call_budget,
         "gate": gate,
+        "guard": guard,
     }
 
 
@@ -123,9 +126,13 @@ class ModuleZygote:
     def known_names(self, prog: SlotProgram) -> frozenset[str]:
         """Names a candidate may build on: the test module's globals, the test function's
         parameters and what its prefix binds (for the static gate's vacuity rule)."""
+        return frozenset(prog.globals) | self._local_names(prog)
+
+    def _local_names(self, prog: SlotProgram) -> frozenset[str]:
+        """The test function's parameters and the names its prefix binds."""
         key = (prog.func.__qualname__, prog.node.lineno, prog.slot)
         if key not in self._known:
-            names = set(prog.globals)
+            names = set()
             a = prog.node.args
             names.update(arg.arg for arg in a.posonlyargs + a.args + a.kwonlyargs)
             for stmt in prog.node.body[: prog.slot]:
@@ -139,6 +146,15 @@ class ModuleZygote:
             self._known[key] = frozenset(names)
         return self._known[key]
 
+    def object_names(self, prog: SlotProgram) -> frozenset[str]:
+        """Test-module globals bound to modules, classes or functions: true whatever the code
+        under test does, so an assertion of one alone checks nothing (the gate's vacuity rule).
+        A name the prefix rebinds is left out."""
+        kinds = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
+        local = self._local_names(prog)
+        return frozenset(name for name, value in prog.globals.items()
+                         if isinstance(value, kinds) and name not in local and not name.startswith("@"))
+
     def _slot(self, job: dict[str, Any]) -> SlotProgram | Verdict:
         """The job's slot program, or the verdict that ends the job before it runs."""
         tier = self.confinement.tier if self.confinement is not None else "none"
@@ -151,7 +167,7 @@ class ModuleZygote:
         if job.get("gate"):
             from . import gate  # untrusted candidates only; mining never needs it
 
-            reason = gate.check(job["candidate"], self.known_names(prog))
+            reason = gate.check(job["candidate"], self.known_names(prog), self.object_names(prog))
             if reason is not None:
                 return Verdict("rejected", reason, tier=tier)
         return prog
@@ -171,7 +187,7 @@ class ModuleZygote:
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
                           cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"),
-                          confinement=self.confinement, settle=self.settle)
+                          confinement=self.confinement, settle=self.settle, guard=bool(job.get("guard")))
 
     def run_many(self, jobs: list[dict[str, Any]]) -> list[Verdict]:
         """Verdicts for ``jobs``, in order. Plain jobs (no mutant, trace or counted limits)
@@ -182,7 +198,7 @@ class ModuleZygote:
         for i, job in enumerate(jobs):
             plain = not (job.get("mutant") or job.get("trace") or job.get("cpu_limit") or job.get("call_budget"))
             key = (job["test_class"], job["test_name"], job["slot"], job.get("prefix"), float(job["timeout"]),
-                   int(job.get("seed", 0)), bool(job.get("messages", True)))
+                   int(job.get("seed", 0)), bool(job.get("messages", True)), bool(job.get("guard")))
             groups.setdefault(key if plain else ("alone", i), []).append(i)
         for key, idx in groups.items():
             if len(idx) > 1:
@@ -206,7 +222,7 @@ class ModuleZygote:
         first = jobs[todo[0]]
         group = run_group(prog, [jobs[i]["candidate"] for i in todo], timeout=float(first["timeout"]),
                           seed=int(first.get("seed", 0)), messages=bool(first.get("messages", True)),
-                          confinement=self.confinement)
+                          confinement=self.confinement, guard=bool(first.get("guard")))
         for i, v in zip(todo, group or []):
             verdicts[i] = v
 
@@ -489,62 +505,38 @@ def _mine_in_fork(package: str, req: dict, keep: tuple[int, ...]) -> dict[str, A
 # --------------------------------------------------------------------------- client side
 
 
-class ZygoteServer:
-    """Client handle of one server process for ``package``."""
+class _ServerProcess:
+    """One server process (``python -m sandbox.zygote PACKAGE``) and its log; the protocol's client side."""
 
-    def __init__(self, package: str, sandbox: dict[str, Any] | None = None, max_zygotes: int = 8,
-                 fixed_layout: bool = False):
-        """``sandbox``: how runs are confined (see :func:`serve`); None runs them unconfined.
-        ``max_zygotes``: module zygotes the server keeps (least recently used evicted).
-        ``fixed_layout``: turn address-space randomisation off for the server where the kernel
-        allows, so even large sets of objects hashed by address iterate alike from run to run
-        (mining; never for untrusted candidates, whom randomisation hinders)."""
-        package_dir(package)  # a clear error before any process starts
+    def __init__(self, package: str, env: dict[str, str], max_zygotes: int):
         self.package = package
         self._log = tempfile.NamedTemporaryFile(prefix="trident-zygote-", suffix=".log", delete=False)
-        env = scrubbed_environment({"PYTHONHASHSEED": "0", "TRIDENT_CLIENT_PID": str(os.getpid()),
-                                    "TRIDENT_SANDBOX": json.dumps(sandbox or {}),
-                                    "TRIDENT_FIXED_LAYOUT": "1" if fixed_layout else "0"})
         # -P: do not put the working directory on sys.path, where a folder could shadow the library.
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "sandbox.zygote", package, str(max_zygotes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
         )
-        hello = self._read()
-        if "error" in hello:
-            self.close()
-            raise SandboxError(hello["error"])
-        self.tier: str = hello.get("tier", "none")
-        self.tier_failures: dict[str, str] = hello.get("tier_failures", {})
 
-    def _read(self) -> dict[str, Any]:
+    def read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise SandboxError(f"zygote server for {self.package} exited; its log:\n{self.log_tail()}")
         return json.loads(line)
 
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            return Path(self._log.name).read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def send(self, obj: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(obj).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             raise SandboxError(f"zygote server for {self.package} is gone; its log:\n{self.log_tail()}") from None
-        return self._read()
 
-    def run(self, module: str, jobs: list[dict[str, Any]]) -> list[Verdict]:
-        reply = self.request({"op": "run", "module": module, "jobs": jobs})
-        return [Verdict(**v) for v in reply["verdicts"]]
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return Path(self._log.name).read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -560,6 +552,84 @@ class ZygoteServer:
             os.unlink(self._log.name)
         except OSError:
             pass
+
+
+class ZygoteServer:
+    """Client handle of a server for ``package``: one process, or ``replicas`` of them.
+
+    Replica ``k`` runs with ``PYTHONHASHSEED=k`` in a process of its own (its own address-space
+    layout too), so a verdict that replica 1 repeats was not decided by a hash seed, a heap
+    layout or a coin flip (see ``sandbox.api.execute_on``: a pass and a kill count only when
+    both replicas agree)."""
+
+    def __init__(self, package: str, sandbox: dict[str, Any] | None = None, max_zygotes: int = 8,
+                 fixed_layout: bool = False, replicas: int = 1):
+        """``sandbox``: how runs are confined (see :func:`serve`); None runs them unconfined.
+        ``max_zygotes``: module zygotes the server keeps (least recently used evicted).
+        ``fixed_layout``: turn address-space randomisation off for the server where the kernel
+        allows, so even large sets of objects hashed by address iterate alike from run to run
+        (mining; never for untrusted candidates, whom randomisation hinders). ``replicas``:
+        server processes, replica ``k`` under hash seed ``k``."""
+        package_dir(package)  # a clear error before any process starts
+        self.package = package
+        self._procs: list[_ServerProcess] = []
+        try:
+            for k in range(replicas):
+                env = scrubbed_environment({"PYTHONHASHSEED": str(k), "TRIDENT_CLIENT_PID": str(os.getpid()),
+                                            "TRIDENT_SANDBOX": json.dumps(sandbox or {}),
+                                            "TRIDENT_FIXED_LAYOUT": "1" if fixed_layout else "0"})
+                self._procs.append(_ServerProcess(package, env, max_zygotes))
+            hellos = [proc.read() for proc in self._procs]
+        except BaseException:
+            self.close()
+            raise
+        errors = [h["error"] for h in hellos if "error" in h]
+        if errors:
+            self.close()
+            raise SandboxError(errors[0])
+        self.tier: str = hellos[0].get("tier", "none")
+        self.tier_failures: dict[str, str] = hellos[0].get("tier_failures", {})
+
+    @property
+    def replicas(self) -> int:
+        return len(self._procs)
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        """The first replica's process."""
+        return self._procs[0].proc
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self._procs]
+
+    def log_tail(self, n: int = 2000) -> str:
+        return self._procs[0].log_tail(n) if self._procs else ""
+
+    def request(self, obj: dict[str, Any], replica: int = 0) -> dict[str, Any]:
+        self._procs[replica].send(obj)
+        return self._procs[replica].read()
+
+    def run(self, module: str, jobs: list[dict[str, Any]], replica: int = 0) -> list[Verdict]:
+        reply = self.request({"op": "run", "module": module, "jobs": jobs}, replica)
+        return [Verdict(**v) for v in reply["verdicts"]]
+
+    def run_each(self, module: str, jobs: list[list[dict[str, Any]]]) -> list[list[Verdict]]:
+        """``jobs[k]`` on replica ``k``, all replicas at once; their verdicts in the same shape."""
+        busy = [k for k, part in enumerate(jobs) if part]
+        for k in busy:
+            self._procs[k].send({"op": "run", "module": module, "jobs": jobs[k]})
+        out: list[list[Verdict]] = [[] for _ in jobs]
+        for k in busy:
+            out[k] = [Verdict(**v) for v in self._procs[k].read()["verdicts"]]
+        return out
+
+    def alive(self) -> bool:
+        return bool(self._procs) and all(p.proc.poll() is None for p in self._procs)
+
+    def close(self) -> None:
+        while self._procs:
+            self._procs.pop().close()
 
     def __enter__(self) -> ZygoteServer:
         return self
