@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,11 @@ class Limits:
     tier: Tier = field(default="namespaces", metadata={"help": "strongest isolation tier to use (docs/sandbox.md)"})
     min_tier: Tier = field(default="rlimits", metadata={"help": "refuse to run below this tier"})
     gate: bool = field(default=True, metadata={"help": "check candidates with the static gate before running them"})
+    capabilities: bool = field(default=True, metadata={
+        "help": "run candidate code under the runtime capability layer (what it reaches is checked when reached)"})
+    confirm: bool = field(default=True, metadata={
+        "help": "confirm every pass and every kill by a second run in another server process (another hash "
+                "seed, random seed and memory layout): a verdict that does not repeat is no pass and no kill"})
 
     def __post_init__(self) -> None:
         for name in ("tier", "min_tier"):
@@ -43,6 +49,11 @@ class Limits:
                 raise ValueError(f"{name} must be one of {', '.join(TIERS)}, not {getattr(self, name)!r}")
         if TIERS.index(self.tier) < TIERS.index(self.min_tier):
             raise ValueError(f"tier ({self.tier}) is below min_tier ({self.min_tier})")
+
+    @property
+    def replicas(self) -> int:
+        """Server processes a worker needs: two when verdicts are confirmed."""
+        return 2 if self.confirm else 1
 
     def sandbox(self) -> dict[str, Any]:
         """What a zygote server needs to confine runs (see ``sandbox.zygote.serve``)."""
@@ -67,16 +78,17 @@ class ScoreConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
-_SERVERS: dict[tuple[str, str], ZygoteServer] = {}
+_SERVERS: dict[tuple[str, str, int], ZygoteServer] = {}
+_log = logging.getLogger("trident.sandbox")
 
 
 def server_for(package: str, limits: Limits) -> ZygoteServer:
     """This process's server for ``package`` under ``limits`` (started on first use)."""
     sandbox = limits.sandbox()
-    key = (package, json.dumps(sandbox, sort_keys=True))
+    key = (package, json.dumps(sandbox, sort_keys=True), limits.replicas)
     server = _SERVERS.get(key)
     if server is None or not server.alive():
-        server = _SERVERS[key] = ZygoteServer(package, sandbox)
+        server = _SERVERS[key] = ZygoteServer(package, sandbox, replicas=limits.replicas)
     return server
 
 
@@ -95,27 +107,59 @@ def execute(task: Task, candidates: Sequence[str], *, mutants: bool = True, limi
 
 
 def execute_on(server: ZygoteServer, task: Task, candidates: Sequence[str], *, mutants: bool, limits: Limits) -> list[Verdict]:
-    """:func:`execute` on a given server (the pool's workers each have one)."""
-    jobs = [job_for(task, c, timeout=limits.timeout_s, gate=limits.gate) for c in candidates]
-    verdicts = server.run(task.test_module, jobs)
-    if mutants and task.mutants:
-        passing = [i for i, v in enumerate(verdicts) if v.status == "passed"]
+    """:func:`execute` on a given server (the pool's workers each have one).
+
+    With ``limits.confirm`` (and a server of two replicas), a pass counts only when a second
+    run in the other replica — another hash seed, ``random`` seed and memory layout — passes
+    too, and a mutant counts as killed only when the candidate fails with its own assertion
+    under it in both replicas. A candidate the capability layer rejects under a mutant but
+    not on the original earns no kill (a mutant changes behaviour, not what may be reached)."""
+    def jobs(cands: Sequence[str], replica: int, mutant: Any = None) -> list[dict[str, Any]]:
+        timeout = limits.timeout_s if mutant is None else limits.mutant_timeout_s
+        return [job_for(task, c, timeout=timeout, gate=limits.gate and mutant is None, guard=limits.capabilities,
+                        mutant=mutant, seed=replica) for c in cands]
+
+    replicas = min(limits.replicas, server.replicas)
+    verdicts = server.run(task.test_module, jobs(candidates, 0))
+    passing = [i for i, v in enumerate(verdicts) if v.status == "passed"]
+    if replicas > 1 and passing:
+        for i, again in zip(passing, server.run(task.test_module, jobs([candidates[i] for i in passing], 1), replica=1)):
+            if again.status != "passed":
+                verdicts[i] = _not_repeated(verdicts[i], again)
+        passing = [i for i in passing if verdicts[i].status == "passed"]
+    if mutants and task.mutants and passing:
         # Only candidates that passed (so passed the gate) run under mutants: no second gate.
-        mjobs = [job_for(task, candidates[i], timeout=limits.mutant_timeout_s, mutant=m)
-                 for i in passing for m in task.mutants]
-        results = server.run(task.test_module, mjobs) if mjobs else []
-        for k, i in enumerate(passing):
-            chunk = results[k * len(task.mutants) : (k + 1) * len(task.mutants)]
-            if any(r.status == "infra" for r in chunk):
-                reason = next(r.reason for r in chunk if r.status == "infra")
-                verdicts[i] = Verdict("infra", f"under a mutant: {reason}", verdicts[i].seconds, tier=verdicts[i].tier)
+        per_replica = [[job for m in task.mutants for job in jobs([candidates[i] for i in passing], k, m)]
+                       for k in range(replicas)]
+        results = server.run_each(task.test_module, per_replica)
+        n, M = len(passing), len(task.mutants)
+        for j, i in enumerate(passing):
+            # Jobs go mutant by mutant (a mutant zygote serves all candidates at once).
+            runs = [[results[k][m * n + j] for m in range(M)] for k in range(replicas)]
+            infra = next((r for chunk in runs for r in chunk if r.status == "infra"), None)
+            if infra is not None:
+                verdicts[i] = Verdict("infra", f"under a mutant: {infra.reason}", verdicts[i].seconds, tier=verdicts[i].tier)
                 continue
-            # A kill is an AssertionError raised by the candidate's own line ("failed"); a
-            # timeout, a crash or any other exception under a mutant is not.
-            verdicts[i].kills = [m.id for m, r in zip(task.mutants, chunk) if r.status == "failed"]
-            verdicts[i].mutants = len(task.mutants)
-            verdicts[i].seconds += sum(r.seconds for r in chunk)
+            # A kill is an AssertionError raised by the candidate's own line ("failed") in every
+            # replica; a timeout, a crash, a rejection or any other exception under a mutant is not.
+            verdicts[i].kills = [m.id for k_m, m in enumerate(task.mutants)
+                                 if all(runs[k][k_m].status == "failed" for k in range(replicas))]
+            verdicts[i].mutants = M
+            verdicts[i].seconds += sum(r.seconds for chunk in runs for r in chunk)
+            only_mutant = [m.id for k_m, m in enumerate(task.mutants) if any(runs[k][k_m].status == "rejected"
+                                                                                for k in range(replicas))]
+            if only_mutant:
+                _log.warning("task %s: candidate %r rejected by the capability layer under mutant(s) %s only "
+                             "(no kill)", task.id, candidates[i][:80], ", ".join(only_mutant))
     return verdicts
+
+
+def _not_repeated(first: Verdict, again: Verdict) -> Verdict:
+    """The verdict of a candidate that passed once and then not in the other replica."""
+    status = again.status if again.status != "passed" else "failed"
+    reason = (f"passed in one run but {again.status} in a second run under another hash seed and random seed: "
+              f"the verdict is not reproducible ({again.reason})")
+    return Verdict(status, reason[:2000], first.seconds + again.seconds, tier=first.tier, cpu_seconds=first.cpu_seconds)
 
 
 def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:

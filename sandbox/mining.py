@@ -410,6 +410,13 @@ def _mine_function(zygote: ModuleZygote, cls: type | None, name: str, slots: lis
         if probe.status != "failed":
             out.append((slot, "slot not reached", {}))
             continue
+        # The target as the sandbox runs a candidate: gate and capability layer on. A task whose
+        # own assertion the sandbox refuses could never be matched by a candidate that passes.
+        own = zygote.program(test_class, name, slot).target_text
+        if zygote.run(job_for(SlotRef(test_class, name, slot), own, timeout=cfg["timeout_s"], gate=True,
+                              guard=True)).status != "passed":
+            out.append((slot, "the sandbox refuses the target", {}))
+            continue
         since = max([i for i in asserts if i < slot], default=-1)
         focal, targets = _slot_functions(first.calls or [], slot, since, _names(body[: slot + 1]))
         focal_ids, sources = [], []

@@ -43,7 +43,8 @@ class Pool:
             with self._lock:
                 self.restarts += 1
         if server is None:
-            server = servers[package] = ZygoteServer(package, self.limits.sandbox(), max_zygotes=self.max_zygotes)
+            server = servers[package] = ZygoteServer(package, self.limits.sandbox(), max_zygotes=self.max_zygotes,
+                                                     replicas=self.limits.replicas)
         return server
 
     @property

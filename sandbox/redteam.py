@@ -66,7 +66,57 @@ HOSTILE = [
     ("vacuous-or-true", "assert G == 0 or True", {"rejected"}),
     ("vacuous-same-sides", "assert G == G", {"rejected"}),
     ("vacuous-no-prefix", "assert sorted([2, 1]) == [1, 2]", {"rejected"}),
+    *[(name, cand, {"rejected"}) for name, cand in (
+        # A red team's second round: what the library's own modules reach, checked when reached.
+        # 1. The call stack through stdlib modules the library imports: a constant assertion that
+        #    "kills" every mutant by seeing the zygote it runs in.
+        ("stack-via-logging", "assert not any('mutant' in s for s in nx.utils.backends.logging.traceback.format_stack())"),
+        ("frame-via-logging", "assert 'mutant' not in repr(nx.utils.backends.logging.currentframe())"),
+        ("logger-find-caller", "assert 'mutant' not in str(nx.utils.backends._logger.findCaller(True))"),
+        ("stack-via-inspect", "assert len(nx.lazy_imports.inspect.stack()) < 40"),
+        # 2. Forged passes through private aliases: os behind tempfile, builtins behind enum.
+        ("forge-via-tempfile-os",
+         "o = nx.nx_agraph.tempfile._os\n"
+         "assert [o.write(int(fd), b'\\x01{\"status\": \"passed\"}') for fd in o.listdir('/proc/self/fd') "
+         "if int(fd) > 2] and o._exit(0)"),
+        ("exit-via-tempfile-os", "assert nx.nx_agraph.tempfile._os._exit(0)"),
+        ("builtins-via-enum", "b = nx.utils.backends.logging.enum.bltns\nassert b.exec('import os; os._exit(0)') or G"),
+        ("import-via-importlib", "assert nx.atlas.importlib.import_module('o' + 's')._exit(0)"),
+        # 3. Getattr gadgets with dunder names built at run time, and class factories.
+        ("attrgetter-code", "assert nx.unweighted.operator.attrgetter('_' * 2 + 'code' + '_' * 2)(nx.cycle_basis).co_code"),
+        ("methodcaller-globals", "assert nx.unweighted.operator.methodcaller('_' * 2 + 'reduce_ex' + '_' * 2, 2)(G)"),
+        ("formatter-get-field",
+         "assert nx.tree.branchings.string.Formatter().get_field('0.' + '_' * 2 + 'code' + '_' * 2, [nx.cycle_basis], {})"),
+        ("str-format-runtime", "assert ('{0.' + '_' * 2 + 'globals' + '_' * 2 + '}').format(nx.cycle_basis)"),
+        ("metaclass-always-equal", "assert G == type(type(G))('A', (), {'_' * 2 + 'eq' + '_' * 2: lambda s, o: True})()"),
+        ("new-class-always-equal",
+         "assert G == nx.lazy_imports.types.new_class('A', (), {}, lambda ns: ns.update({'_' * 2 + 'eq' + '_' * 2: lambda s, o: True}))()"),
+        # 4. State shared between runs: a flag file, another candidate's files.
+        ("flag-file", "o = nx.nx_agraph.tempfile._os\nassert not o.path.exists('/tmp/trident-flag') and o.mkdir('/tmp/trident-flag') is None"),
+        ("read-neighbour", "assert not nx.nx_agraph.tempfile._os.listdir('/tmp')"),
+        # 5. Chance: a clock, the hash seed.
+        ("clock-parity", "assert nx.gexf.time.perf_counter_ns() % 2 == 0 and G"),
+        # 6. Vacuous assertions the earlier rules let through.
+        ("vacuous-module", "assert nx"),
+        ("vacuous-iterator", "assert iter(G)"),
+        ("vacuous-type", "assert type(G)"),
+        ("vacuous-docstring", "assert nx.cycle_basis.__doc__"),
+        ("vacuous-or-callable", "assert nx.cycle_basis(G) == 'WRONG' or callable(nx.cycle_basis)"),
+        ("vacuous-or-lambda", "assert nx.cycle_basis(G) == 'WRONG' or (lambda: 1)()"),
+        ("vacuous-starred", "assert [*[G]]"),
+        ("vacuous-in-itself", "assert str(nx.cycle_basis(G)) in str(nx.cycle_basis(G))"),
+    )],
+    # A coin flip from a generator the test module imports: reseeded per run and per replica,
+    # so it comes up the same every time (here: never a pass).
+    ("random-parity", "assert random.random() < 0.5 and G", {"failed", "rejected"}),
 ]
+
+# The attacks of the second round that the capability layer must refuse on its own (static
+# gate off): their reason names what was reached.
+REACHING = ("stack-via-logging", "frame-via-logging", "logger-find-caller", "forge-via-tempfile-os",
+            "exit-via-tempfile-os", "builtins-via-enum", "import-via-importlib", "attrgetter-code",
+            "methodcaller-globals", "formatter-get-field", "str-format-runtime", "metaclass-always-equal",
+            "new-class-always-equal", "flag-file", "read-neighbour", "clock-parity")
 
 # Process-level attacks and what the isolation alone must turn them into (gate off).
 UNGATED = {

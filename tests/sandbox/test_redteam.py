@@ -24,7 +24,7 @@ import pytest
 from sandbox.api import Limits, execute_on, server_for, shutdown
 from sandbox.isolation import _FIRST_UID, _UIDS
 from sandbox.mining import MineConfig, mine
-from sandbox.redteam import HOSTILE, PLANTED, UNGATED
+from sandbox.redteam import HOSTILE, PLANTED, REACHING, UNGATED
 from sandbox.tasks import load_tasks
 
 NX_DIR = Path(networkx.__file__).parent
@@ -140,16 +140,29 @@ def test_hostile_candidates_earn_nothing_through_the_gate(task, secret_file):
              lambda name: allowed[name])
 
 
+def test_the_capability_layer_alone_refuses_what_the_library_reaches(task, secret_file):
+    """The second round's attacks with the static gate off: each is refused when it reaches a
+    denied module, value or callable, and the reason names the path it took."""
+    limits = Limits(timeout_s=3, mutant_timeout_s=3, gate=False)
+    table = [(n, c) for n, c, _ in HOSTILE if n in REACHING]
+    assert len(table) == len(REACHING)
+    _run_all(task, secret_file, limits, table, lambda name: {"rejected"})
+    server = server_for(task.package, limits)
+    try:
+        verdicts = execute_on(server, task, [c for _, c in table], mutants=False, limits=limits)
+    finally:
+        shutdown()
+    vague = [(n, v.reason) for (n, _), v in zip(table, verdicts) if not v.reason.startswith("capability:")]
+    assert not vague, vague
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the isolation tiers beyond rlimits need root")
 def test_isolation_alone_holds_the_process_level_attacks(task, secret_file):
-    limits = Limits(timeout_s=3, mutant_timeout_s=3, gate=False, min_tier="namespaces")
+    limits = Limits(timeout_s=3, mutant_timeout_s=3, gate=False, capabilities=False, min_tier="namespaces")
     server = server_for(task.package, limits)
     [who] = execute_on(server, task, ["import os\nassert os.getuid() == 0"], mutants=False, limits=limits)
-    if who.status != "failed":
-        # A uid of their own cannot read a library installed under a private directory; the
-        # children then run as root, and these attacks would reach the host.
-        shutdown()
-        pytest.skip(f"children cannot run under a uid of their own here: {server.tier_failures}")
+    # Always a uid of its own, wherever the library is installed (docs/sandbox.md).
+    assert who.status == "failed", (who.status, who.reason, server.tier_failures)
     _run_all(task, secret_file, limits, [(n, c) for n, c, _ in HOSTILE if n in UNGATED], UNGATED.__getitem__)
 
 
