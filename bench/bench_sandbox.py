@@ -4,12 +4,15 @@ The candidates are the targets of mined tasks (so every one must pass, and under
 mutants kill exactly the mutants mining kept: any difference is verdict drift). One run
 measures, on the same candidates:
 
-* the pool at each isolation tier (``none``, ``rlimits``, ``namespaces``) without mutants:
-  candidates per second and the per-candidate time from fork to verdict (p50, p99);
+* the pool at each isolation tier (``none``, ``rlimits``, ``namespaces``) without mutants,
+  with the capability layer on and every pass confirmed by a second run in the other server
+  (both runs counted, as RL pays for them): candidates per second and the per-candidate time
+  from fork to verdict (p50, p99); and the floor, tier ``none`` with the capability layer and
+  the confirmation off, for the ratio of everything on to nothing on;
 * the pool at the strongest tier with mutants: scored candidates per second (each costs 1 + M
   executions) and the drift count;
-* with ``--per-task k``, each task's target k times (a group of samples per prompt, as in RL):
-  the group runs setup and prefix once and forks each candidate from there;
+* with ``--per-task k``, each task's target k times, each a distinct text (a group of samples
+  per prompt, as in RL): the group runs setup and prefix once and forks each candidate from there;
 * with ``--warm``, the second of two passes over the same tasks (zygotes kept, as RL keeps
   them from one iteration to the next);
 * the baseline: each slot written as a test file and run by a fresh `python -m pytest`
@@ -47,9 +50,12 @@ def spread(tasks: list[Task], n: int) -> list[Task]:
     return [tasks[int(i * step)] for i in range(n)]
 
 
-def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool, per_task: int = 1, warm: bool = False) -> dict:
-    limits = Limits(tier=tier, min_tier=tier, timeout_s=10, mutant_timeout_s=10)
-    items = [(t, [t.target] * per_task) for t in tasks]
+def run_pool(tasks: list[Task], tier: str, workers: int, mutants: bool, per_task: int = 1, warm: bool = False,
+             layers: bool = True) -> dict:
+    limits = Limits(tier=tier, min_tier=tier, timeout_s=10, mutant_timeout_s=10, capabilities=layers, confirm=layers)
+    # Distinct texts (the target, then with a comment), as a group of samples mostly is: the
+    # same text twice could be compiled once, which would flatter the figure.
+    items = [(t, [t.target + (f"  # sample {k}" if k else "") for k in range(per_task)]) for t in tasks]
     modules = len({t.test_module for t in tasks})
     with Pool(workers, limits, max_zygotes=modules + 1 if warm else 8) as pool:
         pool.score([(tasks[0], [tasks[0].target])], mutants=False)  # start the workers
@@ -104,18 +110,25 @@ def main() -> None:
 
         tasks = spread(load_tasks(args.tasks) if args.tasks else mined(args.n, tmp), args.n)
         n = len(tasks)
+        floor = run_pool(tasks, "none", args.workers, False, args.per_task, args.warm, layers=False)
         results = {tier: run_pool(tasks, tier, args.workers, False, args.per_task, args.warm) for tier in TIERS}
         best = results["namespaces"]["tier"] or "namespaces"
         scored = run_pool(tasks, best, args.workers, True, args.per_task, args.warm)
         base = baseline(tasks[: args.baseline_n or n], tmp)
     print(f"\ncandidates: {n} targets of mined tasks ({len({t.test_module for t in tasks})} test modules) x {args.per_task} "
           f"per task; pool workers: {args.workers or 'one per core'}; zygotes: {'warm (second pass)' if args.warm else 'cold'}")
-    print(f"{'':34}{'cand/s':>9}{'passed':>8}{'p50 ms':>9}{'p99 ms':>9}")
-    for tier, r in results.items():
-        print(f"{'pool, tier ' + str(r['tier']):34}{r['rate']:9.1f}{r['passed']:8d}{1000 * r['p50']:9.1f}{1000 * r['p99']:9.1f}")
-    print(f"{'pytest per candidate':34}{base['rate']:9.1f}{base['passed']:8d}{1000 * base['p50']:9.1f}{1000 * base['p99']:9.1f}")
+    print(f"{'':58}{'cand/s':>9}{'passed':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    rows = [("pool, tier none, capability layer and confirmation off", floor)]
+    rows += [(f"pool, tier {r['tier']}, everything on", r) for r in results.values()]
+    for label, r in rows:
+        print(f"{label:58}{r['rate']:9.1f}{r['passed']:8d}{1000 * r['p50']:9.1f}{1000 * r['p99']:9.1f}")
+    print(f"{'pytest per candidate':58}{base['rate']:9.1f}{base['passed']:8d}{1000 * base['p50']:9.1f}{1000 * base['p99']:9.1f}")
     top = results["namespaces"]
-    print(f"\nratio (pool at tier {top['tier']} / pytest per candidate, candidates per second): {top['rate'] / base['rate']:.1f}x")
+    print(f"\nratio (pool at tier {top['tier']}, everything on / pytest per candidate, candidates per second): "
+          f"{top['rate'] / base['rate']:.1f}x")
+    print(f"ratio (everything on at tier {top['tier']} / tier none with the same layers): "
+          f"{top['rate'] / results['none']['rate']:.2f}x; (/ tier none, capability layer and confirmation off): "
+          f"{top['rate'] / floor['rate']:.2f}x")
     cost = {t: 1000 / r["rate"] - 1000 / results["none"]["rate"] for t, r in results.items() if t != "none"}
     print("cost of isolation per candidate (wall ms per candidate over tier none, all workers): "
           + ", ".join(f"{t} {c:+.2f}" for t, c in cost.items()))

@@ -116,8 +116,10 @@ def execute_on(server: ZygoteServer, task: Task, candidates: Sequence[str], *, m
     not on the original earns no kill (a mutant changes behaviour, not what may be reached)."""
     def jobs(cands: Sequence[str], replica: int, mutant: Any = None) -> list[dict[str, Any]]:
         timeout = limits.timeout_s if mutant is None else limits.mutant_timeout_s
+        # pytest's failure explanations (its assertion rewrite is most of a candidate's compile
+        # time) only for the run whose reason is reported; the others need only where it failed.
         return [job_for(task, c, timeout=timeout, gate=limits.gate and mutant is None, guard=limits.capabilities,
-                        mutant=mutant, seed=replica) for c in cands]
+                        mutant=mutant, seed=replica, messages=replica == 0 and mutant is None) for c in cands]
 
     replicas = min(limits.replicas, server.replicas)
     verdicts = server.run(task.test_module, jobs(candidates, 0))

@@ -701,6 +701,7 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
         else:
             scope = {**program.globals, **names}
             generators = _random_states()
+            gc.freeze()  # the prefix's objects too: the candidates' collections need not walk them
             verdicts = []
             for code, span in cands:
                 raw = _fork_and_wait(lambda cw, ctmp: _candidate_main(code, span, scope, cw, ctmp, confinement,

@@ -230,7 +230,9 @@ def confine(c: Confinement, workdir: str) -> None:
         _check(lib.unshare(_CLONE_NEWNS), "unshare")
         # A bind's source must be a mount of this namespace: the group's run directory is
         # opened here, after the unshare, and before the fresh /tmp hides it.
-        base = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if _SHARED_RUN_DIR else None
+        # An empty one (most tests leave nothing there) needs no layer: a fresh directory is the same view.
+        shared = _SHARED_RUN_DIR and bool(os.listdir(workdir))
+        base = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if shared else None
         try:
             _check(lib.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
             mounts.cover(os.path.realpath(_TMP), _TMP_KEEP, mode=0o1777, size_mb=2 * c.file_mb, writable=True)
@@ -259,7 +261,8 @@ def confine(c: Confinement, workdir: str) -> None:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
-    os.environ.clear()
+    for key in list(os.environ):  # not environ.clear(): it lists the keys again for every one (quadratic)
+        del os.environ[key]
     os.environ.update(_BASE_ENV)
     os.environ.update(HOME=workdir, TMPDIR=workdir)
     if uid is not None:

@@ -17,6 +17,7 @@ set iteration order — and so every verdict — is the same from run to run.
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import importlib.util
 import json
@@ -105,6 +106,11 @@ class ModuleZygote:
         self.module = importlib.import_module(module)
         if settle:
             settle_heap()
+        else:
+            # What exists now is the zygote's for good: out of the collector's sight, a child's
+            # collections do not walk (and so copy, page by page) the library's objects.
+            gc.collect()
+            gc.freeze()
         self.module_name = module
         self.patcher = Patcher(self.package_dir)
         self._programs: dict[tuple, SlotProgram] = {}
