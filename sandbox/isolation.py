@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 from . import mounts, seccomp
+from .mounts import libc
 
 Tier = Literal["none", "rlimits", "namespaces"]
 TIERS: tuple[str, ...] = get_args(Tier)  # weakest first
@@ -72,15 +73,6 @@ _SCRATCH = ("/var/tmp", "/dev/shm", "/run/lock", "/var/lock")  # emptied and rea
 _SCRATCH_PARENTS = ("/", "/var", "/run", "/dev")  # where other world-writable directories are looked for
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED")
 
-_libc: Any = None
-
-
-def libc() -> Any:
-    """The C library, loaded once (Linux)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
 
 
 if sys.platform.startswith("linux"):
@@ -456,3 +448,18 @@ def _try(c: Confinement, package_dir: str) -> str | None:
         return json.loads(data)["error"] or None
     except (ValueError, KeyError):
         return "the probe child died without a report"
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running under a sandbox child's uid on this machine (none may outlive its
+    verdict: a PID namespace ends with its child)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                uid = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            if _FIRST_UID <= uid < _FIRST_UID + _UIDS:
+                pids.append(int(pid))
+    return pids

@@ -34,7 +34,8 @@ MNT_DETACH = 0x2
 _libc: Any = None
 
 
-def _lib() -> Any:
+def libc() -> Any:
+    """The C library, loaded once (Linux)."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,7 +45,7 @@ def _lib() -> Any:
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str) -> None:
     """mount(2); raises ``OSError`` naming ``what`` and the target."""
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if _lib().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+    if libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what} ({target}): {os.strerror(err)}")
 
@@ -75,7 +76,7 @@ def read_only_tree() -> None:
     nr = _MOUNT_SETATTR.get(platform.machine().lower())
     if nr is not None:
         attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
-        if _lib().syscall(nr, _AT_FDCWD, b"/", _AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)) == 0:
+        if libc().syscall(nr, _AT_FDCWD, b"/", _AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)) == 0:
             return
         err = ctypes.get_errno()
         if err != 38:  # ENOSYS: an older kernel, below
@@ -278,7 +279,7 @@ def layer(base: int, target: str, owner: int, *, size_mb: int) -> None:
             shutil.copytree(lower, target, symlinks=True, dirs_exist_ok=True)
     finally:
         # The overlay holds its layers itself: the staging mounts go, and nothing of them shows.
-        _lib().umount2(stage.encode(), MNT_DETACH)
+        libc().umount2(stage.encode(), MNT_DETACH)
         os.rmdir(stage)
     for root, dirs, files in os.walk(target):
         for name in dirs + files:

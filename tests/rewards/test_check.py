@@ -46,7 +46,9 @@ def test_the_built_in_composition_passes():
     target = next(line for line in out.splitlines() if line.strip().startswith("target"))
     assert target.split()[1:3] == ["1.00", "passed"]  # pans 1 and every mutant killed: 0.5 + 0.5
     assert "!" not in out.split("pays (")[1].split("\n\n")[0].split("\n", 1)[1]
-    assert "OK: trident pays no hostile candidate (120 runs on 3 task(s))" in out
+    from sandbox.redteam import HOSTILE
+
+    assert f"OK: trident pays no hostile candidate ({3 * len(HOSTILE)} runs on 3 task(s))" in out
 
 
 def test_an_unknown_reward_lists_the_known_ones():

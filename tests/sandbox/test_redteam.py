@@ -22,25 +22,12 @@ import networkx
 import pytest
 
 from sandbox.api import Limits, execute_on, server_for, shutdown
-from sandbox.isolation import _FIRST_UID, _UIDS
-from sandbox.mining import MineConfig, mine
+from sandbox.isolation import sandbox_processes
 from sandbox.redteam import HOSTILE, PLANTED, REACHING, UNGATED
-from sandbox.tasks import load_tasks
 
 NX_DIR = Path(networkx.__file__).parent
 SECRET = "trident-red-team-secret-4b1d"
 
-@pytest.fixture(scope="module")
-def tasks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mine") / "tasks.jsonl"
-    mine(MineConfig(out=out, files=["algorithms/tests/test_cycles.py"], workers=1, max_tasks=40, progress=False))
-    return load_tasks(out)
-
-
-@pytest.fixture(scope="module")
-def task(tasks):
-    # A slot whose prefix binds G and whose target kills mutants.
-    return next(t for t in tasks if t.mutants and "G = " in t.prefix and "cycle_basis" in t.prefix)
 
 
 def test_known_good_targets_pass_and_kill_their_mutants(tasks):
@@ -85,20 +72,6 @@ def _snapshot() -> dict[str, tuple[int, int]]:
     return seen
 
 
-def _sandbox_processes() -> list[int]:
-    """Processes running under a sandbox child's uid (none may outlive their verdict)."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                uid = os.stat(f"/proc/{pid}").st_uid
-            except OSError:
-                continue
-            if _FIRST_UID <= uid < _FIRST_UID + _UIDS:
-                pids.append(int(pid))
-    return pids
-
-
 def _run_all(task, secret_file, limits, table, allowed_for):
     os.environ["TRIDENT_RED_TEAM"] = SECRET  # the client has a secret; the sandbox must not
     try:
@@ -122,9 +95,9 @@ def _run_all(task, secret_file, limits, table, allowed_for):
         changed = {p for p, s in _snapshot().items() if before.get(p, s) != s} | (set(_snapshot()) - set(before))
         assert not changed, sorted(changed)[:10]
         deadline = time.monotonic() + 5
-        while _sandbox_processes() and time.monotonic() < deadline:
+        while sandbox_processes() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _sandbox_processes()
+        assert not sandbox_processes()
     finally:
         os.environ.pop("TRIDENT_RED_TEAM", None)
         shutdown()
