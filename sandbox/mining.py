@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .execution import SlotError, find_def, parse_source, segment
+from .slot import SlotError, find_def, parse_source, segment
 from .mutants import OPERATORS, generate
 from .tasks import SPLITS, Mutant, Task, write_tasks
 from .zygote import ModuleZygote, SandboxError, SlotRef, ZygoteServer, job_for, package_dir

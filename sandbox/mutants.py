@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .execution import find_code, find_def, parse_source
+from .slot import find_code, find_def, parse_source
 from .tasks import Mutant
 
 OPERATORS = (

@@ -17,7 +17,6 @@ set iteration order — and so every verdict — is the same from run to run.
 from __future__ import annotations
 
 import ast
-import gc
 import importlib
 import importlib.util
 import json
@@ -33,7 +32,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple
 
-from .execution import SlotError, SlotProgram, Verdict, die_with_parent, run_forked, run_group, settle_heap
+from .execution import Verdict, die_with_parent, run_forked, run_group, settle_heap
+from .slot import SlotError, SlotProgram
 from .isolation import TIERS, Confinement, enter_namespaces, probe, scrubbed_environment
 from .mutants import MutantError, Patcher
 from .tasks import Mutant, Task
@@ -106,11 +106,6 @@ class ModuleZygote:
         self.module = importlib.import_module(module)
         if settle:
             settle_heap()
-        else:
-            # What exists now is the zygote's for good: out of the collector's sight, a child's
-            # collections do not walk (and so copy, page by page) the library's objects.
-            gc.collect()
-            gc.freeze()
         self.module_name = module
         self.patcher = Patcher(self.package_dir)
         self._programs: dict[tuple, SlotProgram] = {}
@@ -156,10 +151,13 @@ class ModuleZygote:
         """Test-module globals bound to modules, classes or functions: true whatever the code
         under test does, so an assertion of one alone checks nothing (the gate's vacuity rule).
         A name the prefix rebinds is left out."""
-        kinds = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
-        local = self._local_names(prog)
-        return frozenset(name for name, value in prog.globals.items()
-                         if isinstance(value, kinds) and name not in local and not name.startswith("@"))
+        key = ("objects", prog.func.__qualname__, prog.node.lineno, prog.slot)
+        if key not in self._known:
+            kinds = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
+            local = self._local_names(prog)
+            self._known[key] = frozenset(name for name, value in prog.globals.items()
+                                         if isinstance(value, kinds) and name not in local and not name.startswith("@"))
+        return self._known[key]
 
     def _slot(self, job: dict[str, Any]) -> SlotProgram | Verdict:
         """The job's slot program, or the verdict that ends the job before it runs."""

@@ -33,7 +33,7 @@ import pytest
 
 from sandbox import capability
 from sandbox.api import Limits, execute_on, server_for, shutdown
-from sandbox.execution import _rewrite_asserts
+from sandbox.slot import _rewrite_asserts
 from sandbox.mining import MineConfig, mine
 from sandbox.tasks import load_tasks
 
@@ -249,7 +249,7 @@ WALKER = textwrap.dedent('''
     from collections import deque
     from sandbox.capability import _imports
     from sandbox.capability_policy import FAST, Policy
-    from sandbox.execution import SlotProgram
+    from sandbox.slot import SlotProgram
 
     DEPTH = 4
     # Functions networkx's argmap compiles get a per-process counter in their names

@@ -5,7 +5,8 @@ import os
 import networkx
 import pytest
 
-from sandbox.execution import SlotProgram, run_forked, run_group
+from sandbox.execution import run_forked, run_group
+from sandbox.slot import SlotProgram
 from sandbox.mutants import Patcher, generate
 
 MODULE = "networkx.algorithms.tests.test_cycles"
