@@ -28,6 +28,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from common.stats import auroc
 from sandbox.api import Limits
 from sandbox.tasks import Task
 
@@ -67,24 +68,6 @@ class EvalConfig:
 
 
 SYSTEMS = ("retrieval", "retrieval+names", "constant", "diffusion", "edit")
-
-
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve of ``scores`` for the positive ``labels`` (ties count half)."""
-    pairs = sorted(zip(scores, labels))
-    n_pos = sum(1 for _, y in pairs if y)
-    n_neg = len(pairs) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    rank_sum, i = 0.0, 0
-    while i < len(pairs):
-        j = i
-        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
-            j += 1
-        avg_rank = (i + 1 + j) / 2  # 1-based ranks i+1..j share their mean
-        rank_sum += avg_rank * sum(1 for k in range(i, j) if pairs[k][1])
-        i = j
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def start_rows(encoder: Encoder, tasks: Sequence[Task], starts: Sequence[str] | None = None) -> list[Encoded]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from pretrain.evaluate import auroc
+from common.stats import auroc
 from pretrain.metrics import MetricLogger
 from pretrain.sampler import is_assertion
 from pretrain.sft import Cursor

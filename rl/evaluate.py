@@ -28,8 +28,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
+from common.stats import bootstrap
 from pretrain.data import DataConfig, Encoder
 from pretrain.evaluate import EvalConfig, edit_starts, generate
 from pretrain.model import DiffusionLM
@@ -40,27 +39,7 @@ from sandbox.tasks import Task, load_tasks
 
 from .rollout import RolloutConfig, RolloutWorker
 
-__all__ = ["bootstrap", "candidates", "compare", "main", "rollout_config", "sampled_candidates"]
-
-
-def bootstrap(values: Sequence[Sequence[float]], n: int = 2000, seed: int = 0) -> list[dict[str, float]]:
-    """Means of each row of ``values`` (M rows over the same T tasks) and of each row minus the
-    first, with 95 % percentile intervals from ``n`` paired resamples of the tasks."""
-    x = torch.tensor(values, dtype=torch.float64)  # (M, T)
-    T = x.shape[1]
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, T, (n, T), generator=g)
-    means = x[:, idx].mean(-1)  # (M, n)
-    out = []
-    for m in range(x.shape[0]):
-        lo, hi = torch.quantile(means[m], torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-        row = {"mean": float(x[m].mean()), "lo": lo, "hi": hi}
-        if m:
-            d = means[m] - means[0]
-            dlo, dhi = torch.quantile(d, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-            row.update({"diff": float((x[m] - x[0]).mean()), "diff_lo": dlo, "diff_hi": dhi})
-        out.append(row)
-    return out
+__all__ = ["candidates", "compare", "main", "rollout_config", "sampled_candidates"]
 
 
 def candidates(model_dir: str | Path, tasks: Sequence[Task], train: Sequence[Task], cfg: EvalConfig) -> list[str]:

@@ -35,7 +35,8 @@ from typing import Any, Callable, NoReturn
 
 from . import capability
 from .isolation import RUN_DIR, Confinement, confine, enter_private_tmp, fork_child, set_parent_death_signal
-from .slot import SlotProgram
+from .observable import observable, raised, unobservable
+from .slot import OBSERVED, SlotProgram
 from .stack import TEST_DEPTH, call_at_depth
 
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "rejected", "infra")
@@ -62,6 +63,7 @@ class Verdict:
     assert_line: int | None = None  # line of the test body's own assert that raised, if one did
     cpu_seconds: float = 0.0  # CPU time of the child, user + system
     events: int | None = None  # calls the test made, when they were counted (``call_budget``)
+    observation: dict[str, Any] | None = None  # an observing run's result (sandbox.observable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,6 +238,23 @@ def _classify(exc: BaseException, code: types.CodeType, span: tuple[int, int]) -
     return {"status": "error", "reason": f"{text} {where}", "assert_line": innermost.tb_lineno if own else None}
 
 
+def _observed(value: Any) -> dict[str, Any]:
+    """The record of an observing run whose expression gave ``value``."""
+    try:
+        observation = observable(value)
+    except BaseException as exc:  # noqa: BLE001 - repr, == and properties are library code
+        observation = unobservable(f"reading the value raised {type(exc).__name__}")
+    return {"status": "passed", "reason": "", "observation": observation.to_dict()}
+
+
+def _observed_raise(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """An observing run that raised: the expression's own exception is its observation
+    (``raises``); one in setup or the prefix leaves the record as it is (no observation)."""
+    if record["status"] == "error" and record["reason"].endswith("in the candidate"):
+        return {"status": "passed", "reason": "", "observation": raised(exc).to_dict()}
+    return record
+
+
 def _guard_record(namespace: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The record, or ``rejected`` when the capability layer's guard in ``namespace`` refused a
     reach during the run: however the candidate ended — passed, failed, or an error, even
@@ -321,8 +340,10 @@ def _child_main(
     call_budget: int | None,
     confinement: Confinement | None,
     settle: bool,
+    observe: bool = False,
 ) -> NoReturn:
-    """Body of the forked child; never returns."""
+    """Body of the forked child; never returns. ``observe``: the candidate is an expression,
+    and the record carries its observable form (see :func:`_observed`)."""
     record: dict[str, Any]
     if settle:
         gc.enable()  # the settled parent collects by hand; the test runs as pytest runs it
@@ -349,11 +370,13 @@ def _child_main(
             sys.setprofile(counter or tracer)
         try:
             # At a fixed depth, whichever zygote forked this child (see sandbox.stack).
-            call_at_depth(TEST_DEPTH - 1, program.call, func, tmp)
-            record = {"status": "passed", "reason": ""}
+            value = call_at_depth(TEST_DEPTH - 1, program.call, func, tmp)
+            record = _observed(value) if observe else {"status": "passed", "reason": ""}
         except BaseException as exc:  # noqa: BLE001 - pytest outcomes are BaseExceptions too
             sys.setprofile(None)
             record = _classify(exc, func.__code__, span)
+            if observe:
+                record = _observed_raise(record, exc)
         sys.setprofile(None)
         record = _guard_record(program.globals, record)
         if tracer is not None:
@@ -368,7 +391,7 @@ def _child_main(
 
 
 def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[int, int]]], messages: bool, w: int,
-                tmp: str, seed: int, timeout: float, confinement: Confinement | None) -> NoReturn:
+                tmp: str, seed: int, timeout: float, confinement: Confinement | None, observe: bool = False) -> NoReturn:
     """Body of a group's child: setup and prefix once (the test's own code, trusted, as in the
     zygote), then each candidate in a confined child of its own on what the prefix left —
     the state a separate run would reach, without paying for it again. Sends
@@ -398,7 +421,7 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
             verdicts = []
             for code, span in cands:
                 raw = _fork_and_wait(lambda cw, ctmp: _candidate_main(code, span, scope, cw, ctmp, confinement,
-                                                                      generators),
+                                                                      generators, observe),
                                      confinement=confinement, timeout=timeout)
                 verdicts.append(_verdict(*raw, timeout=timeout, tier=tier)[0].to_dict())
         record = {"verdicts": verdicts}
@@ -408,7 +431,7 @@ def _group_main(program: SlotProgram, cands: list[tuple[types.CodeType, tuple[in
 
 
 def _candidate_main(code: types.CodeType, span: tuple[int, int], scope: dict[str, Any], w: int, tmp: str,
-                    confinement: Confinement | None, generators: tuple[Any, Any]) -> NoReturn:
+                    confinement: Confinement | None, generators: tuple[Any, Any], observe: bool = False) -> NoReturn:
     """Body of one candidate's child in a group: confined, it runs the candidate's code with
     the prefix's variables (module globals, then the test's locals) as its namespace, and the
     random generators as the prefix left them (``generators``, see :func:`_random_states`)."""
@@ -421,9 +444,11 @@ def _candidate_main(code: types.CodeType, span: tuple[int, int], scope: dict[str
             # The candidate at the depth of the test function it belongs to, as when it runs
             # whole (exec takes a level of recursion itself: see sandbox.stack).
             call_at_depth(TEST_DEPTH - 1, exec, code, scope)  # noqa: S102 - the candidate, confined
-            record = {"status": "passed", "reason": ""}
+            record = _observed(scope.get(OBSERVED)) if observe else {"status": "passed", "reason": ""}
         except BaseException as exc:  # noqa: BLE001
             record = _classify(exc, code, span)
+            if observe:
+                record = _observed_raise(record, exc)
         record = _guard_record(scope, record)
     except BaseException as exc:  # noqa: BLE001
         record = {"status": "error", "reason": f"{type(exc).__name__}: {exc} before the candidate ran"}
@@ -521,6 +546,7 @@ def run_forked(
     confinement: Confinement | None = None,
     settle: bool = False,
     guard: bool = False,
+    observe: bool = False,
 ) -> Verdict:
     """Fork a child that runs ``program`` with ``candidate``; the parent owns time and verdict.
 
@@ -538,20 +564,22 @@ def run_forked(
     :func:`settle_heap`), so that cyclic garbage is collected here, at the same point on
     every run, rather than whenever the collector's counters say. ``guard``: the candidate is
     untrusted; its code runs under the capability layer (:mod:`sandbox.capability`), and a
-    reach it refuses makes the verdict ``rejected``.
+    reach it refuses makes the verdict ``rejected``. ``observe``: ``candidate`` is an
+    expression to evaluate in the slot; a run that gets that far is ``passed`` and its
+    ``observation`` the value's observable form (:mod:`sandbox.observable`).
     """
     tier = confinement.tier if confinement is not None else "none"
     # The zygote compiles the candidate (the gate has parsed it here already): compiling in the
     # child cost several times more, every page it touched being a copy-on-write fault.
     try:
-        built = program.build(candidate, messages, guard)
+        built = program.build(candidate, messages, guard, observe)
     except capability.Refused as err:
         return Verdict("rejected", err.reason, tier=tier)
     except _COMPILE_ERRORS as err:
         return _not_compiled(err, tier)
     try:
         raw = _fork_and_wait(lambda w, tmp: _child_main(program, built, w, tmp, seed, prepare, trace, learn_imports,
-                                                        cpu_limit, call_budget, confinement, settle),
+                                                        cpu_limit, call_budget, confinement, settle, observe),
                              confinement=confinement, timeout=timeout, tmp_root=tmp_root, settle=settle)
     except _ForkFailed as err:
         return Verdict("infra", f"fork failed: {err}", tier=tier)
@@ -562,18 +590,19 @@ def run_forked(
 
 
 def run_group(program: SlotProgram, candidates: list[str], *, timeout: float, seed: int = 0, messages: bool = True,
-              confinement: Confinement | None = None, guard: bool = False) -> list[Verdict] | None:
+              confinement: Confinement | None = None, guard: bool = False,
+              observe: bool = False) -> list[Verdict] | None:
     """Verdicts for several candidates in one slot, as :func:`run_forked` would give them,
     for the price of one setup and prefix: a child runs those once and forks each candidate
     from there (see :func:`_group_main`). Each candidate gets ``timeout``; the prefix one more.
     None when a candidate can only run inside the whole function (use :func:`run_forked`).
-    ``guard``: as for :func:`run_forked`."""
+    ``guard`` and ``observe``: as for :func:`run_forked`."""
     tier = confinement.tier if confinement is not None else "none"
     verdicts: list[Verdict | None] = [None] * len(candidates)
     built: list[tuple[int, types.CodeType, tuple[int, int]]] = []
     for i, candidate in enumerate(candidates):
         try:
-            alone = program.build_alone(candidate, messages, guard)
+            alone = program.build_alone(candidate, messages, guard, observe)
         except capability.Refused as err:
             verdicts[i] = Verdict("rejected", err.reason, tier=tier)
             continue
@@ -588,7 +617,7 @@ def run_group(program: SlotProgram, candidates: list[str], *, timeout: float, se
         limit = timeout * (len(cands) + 1)
         try:
             data, status, timed_out, cpu, seconds = _fork_and_wait(
-                lambda w, tmp: _group_main(program, cands, messages, w, tmp, seed, timeout, confinement),
+                lambda w, tmp: _group_main(program, cands, messages, w, tmp, seed, timeout, confinement, observe),
                 confinement=None, timeout=limit)
         except _ForkFailed as err:
             data, status, timed_out, cpu, seconds = b"", None, False, 0.0, 0.0
@@ -732,7 +761,9 @@ def _verdict_from(data: bytes, status: int, seconds: float) -> tuple[Verdict, li
     imports = [str(m) for m in record.get("imports", [])] if isinstance(record.get("imports"), list) else []
     line = record.get("assert_line")
     events = record.get("events")
+    observation = record.get("observation")
     verdict = Verdict(status_text, str(record.get("reason", "")), seconds, record.get("calls"),
                       assert_line=line if isinstance(line, int) else None,
-                      events=events if isinstance(events, int) else None)
+                      events=events if isinstance(events, int) else None,
+                      observation=observation if isinstance(observation, dict) else None)
     return verdict, imports

@@ -169,6 +169,23 @@ def check(candidate: str, known_names: Collection[str] = (), objects: Collection
     return None
 
 
+def check_expression(expression: str, known_names: Collection[str] = (), objects: Collection[str] = ()) -> str | None:
+    """:func:`check` for an expression to observe (``sandbox.observable``): None when it may
+    run, else why not. It must be one expression, and pass every rule an assertion of it would
+    (``assert (EXPR) is not None``): an observation evaluates model-written code too."""
+    if not expression.strip():
+        return "the expression is empty"
+    if len(expression) > MAX_CHARS:
+        return f"the expression is {len(expression)} characters long; at most {MAX_CHARS} are allowed"
+    try:
+        ast.parse(expression, mode="eval")
+    except SyntaxError as err:
+        return f"not one expression: {err.msg}" + (f" (line {err.lineno})" if err.lineno else "")
+    except (ValueError, RecursionError, MemoryError) as err:
+        return f"the expression cannot be parsed: {type(err).__name__}: {err}"
+    return check(f"assert ({expression}\n) is not None", known_names, objects)
+
+
 class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -37,6 +37,7 @@ from typing import Any
 
 from .slot import SlotError, find_def, parse_source, segment
 from .mutants import OPERATORS, generate
+from .pool import observe_tasks
 from .tasks import SPLITS, Mutant, Task, write_tasks
 from .zygote import ModuleZygote, SandboxError, SlotRef, ZygoteServer, job_for, package_dir
 
@@ -583,6 +584,8 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
     rel_of = {m: r for m, r in files}
     splits = assign_splits([r for _, r in files], links, cfg)
     tasks = [Task(**{**t.__dict__, "split": splits[rel_of[t.test_module]]}) for t in tasks]
+    # What the prefix's names hold at each slot, for the observed baselines and the model's prompt.
+    tasks = observe_tasks(tasks, workers=cfg.workers, progress=cfg.progress)
     write_tasks(cfg.out, tasks, package=cfg.package, package_version=_version(cfg.package))
     shutil.rmtree(parts_dir(cfg), ignore_errors=True)
 

@@ -11,13 +11,17 @@ those candidates are retried once on a fresh worker, and what still fails stays 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
 from typing import Callable, Sequence
 
 from .api import Limits, execute_on
+from .completion import Completed, complete, observed_expression
 from .execution import Verdict
+from .observable import Observation
+from .observe import bindings, observation_of, observe_on
 from .tasks import Task
 from .zygote import SandboxError, ZygoteServer
 
@@ -56,9 +60,11 @@ class Pool:
         return None
 
     def score(self, items: Sequence[tuple[Task, Sequence[str]]], *, mutants: bool = True,
-              on_done: Callable[[int], None] | None = None) -> list[list[Verdict]]:
+              on_done: Callable[[int], None] | None = None, observe: bool = False) -> list[list[Verdict]]:
         """Verdicts for each ``(task, candidates)`` pair, in order. ``on_done(n)`` is called as
-        each unit of ``n`` candidates finishes (for progress bars)."""
+        each unit of ``n`` candidates finishes (for progress bars). ``observe``: the
+        candidates are expressions to observe (:mod:`sandbox.observe`); each verdict's
+        ``observation`` holds the result."""
         out: list[list[Verdict | None]] = [[None] * len(c) for _, c in items]
         units: queue.SimpleQueue = queue.SimpleQueue()
         order = sorted(range(len(items)), key=lambda k: (items[k][0].package, items[k][0].test_module, k))
@@ -76,7 +82,7 @@ class Pool:
                 task, cands = items[k]
                 part = list(cands[lo : lo + self.chunk])
                 try:
-                    verdicts = self._run_unit(worker, task, part, mutants)
+                    verdicts = self._run_unit(worker, task, part, mutants, observe)
                 except BaseException as exc:  # noqa: BLE001 - reported to the caller below
                     errors.append(exc)
                     return
@@ -93,18 +99,40 @@ class Pool:
             raise errors[0]
         return [[v for v in row if v is not None] for row in out]
 
-    def _run_unit(self, worker: int, task: Task, cands: list[str], mutants: bool) -> list[Verdict]:
-        verdicts = self._attempt(worker, task, cands, mutants, fresh=False)
+    def observe(self, items: Sequence[tuple[Task, Sequence[str]]], *,
+                on_done: Callable[[int], None] | None = None) -> list[list[Observation]]:
+        """Each ``(task, expressions)`` pair's observations, in order (:mod:`sandbox.observe`)."""
+        return [[observation_of(v) for v in row] for row in self.score(items, on_done=on_done, observe=True)]
+
+    def complete(self, items: Sequence[tuple[Task, Sequence[str]]], *,
+                 on_done: Callable[[int], None] | None = None) -> list[list[Completed]]:
+        """Each ``(task, candidates)`` pair's candidates completed (:mod:`sandbox.completion`):
+        the expression of each completable one observed at the task's slot, its value filled in."""
+        exprs = [[observed_expression(c) for c in cands] for _, cands in items]
+        todo = [(task, [f"({e})" for e in row if e is not None]) for (task, _), row in zip(items, exprs)]
+        found = iter(self.observe([(t, e) for t, e in todo if e], on_done=on_done))
+        out = []
+        for (task, cands), row, (_, asked) in zip(items, exprs, todo):
+            seen = iter(next(found) if asked else [])
+            out.append([complete(c, next(seen).to_dict()) if e is not None else Completed(c, False, None, None)
+                        for c, e in zip(cands, row)])
+        return out
+
+    def _run_unit(self, worker: int, task: Task, cands: list[str], mutants: bool, observe: bool) -> list[Verdict]:
+        verdicts = self._attempt(worker, task, cands, mutants, fresh=False, observe=observe)
         retry = [i for i, v in enumerate(verdicts) if v.status == "infra"]
         if retry:
-            again = self._attempt(worker, task, [cands[i] for i in retry], mutants, fresh=True)
+            again = self._attempt(worker, task, [cands[i] for i in retry], mutants, fresh=True, observe=observe)
             for i, v in zip(retry, again):
                 verdicts[i] = v
         return verdicts
 
-    def _attempt(self, worker: int, task: Task, cands: list[str], mutants: bool, fresh: bool) -> list[Verdict]:
+    def _attempt(self, worker: int, task: Task, cands: list[str], mutants: bool, fresh: bool,
+                 observe: bool = False) -> list[Verdict]:
         try:
             server = self.server(worker, task.package, fresh=fresh)
+            if observe:
+                return observe_on(server, task, cands, limits=self.limits)
             return execute_on(server, task, cands, mutants=mutants, limits=self.limits)
         except (SandboxError, OSError, ValueError, KeyError) as err:
             return [Verdict("infra", f"sandbox worker failed: {err}") for _ in cands]
@@ -119,3 +147,25 @@ class Pool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def observe_tasks(tasks: Sequence[Task], *, workers: int = 0, limits: Limits | None = None,
+                  progress: bool = True, pool: Pool | None = None) -> list[Task]:
+    """``tasks`` with ``observations`` set: what each name the prefix binds holds at the slot
+    (:func:`~sandbox.observe.bindings`, :mod:`sandbox.observe`), for task files of version 2.
+    ``pool``: run on it (else on a pool of ``workers`` under ``limits``, closed after)."""
+    from tqdm import tqdm
+
+    names = [[b.name for b in bindings(t.prefix)] for t in tasks]
+    items = [(t, n) for t, n in zip(tasks, names) if n]
+    with tqdm(total=sum(len(n) for _, n in items), unit="obs", desc="observing", disable=not progress) as bar:
+        if pool is not None:
+            found = iter(pool.observe(items, on_done=bar.update))
+        else:
+            with Pool(workers, limits) as own:
+                found = iter(own.observe(items, on_done=bar.update))
+    out = []
+    for task, n in zip(tasks, names):
+        seen = next(found) if n else []
+        out.append(dataclasses.replace(task, observations={k: o.to_dict() for k, o in zip(n, seen)}))
+    return out

@@ -157,12 +157,23 @@ class SlotProgram:
             self._prefixes[messages] = stmts
         return self._prefixes[messages]
 
-    def _candidate(self, candidate: str, messages: bool, guard: bool = False) -> tuple[list[ast.stmt], tuple[int, int]]:
+    def _candidate(self, candidate: str, messages: bool, guard: bool = False,
+                   observe: bool = False) -> tuple[list[ast.stmt], tuple[int, int]]:
         """The candidate's statements on the target's lines (asserts rewritten when
         ``messages``; with ``guard``, every load and call then routed through the capability
         layer, :mod:`sandbox.capability`) and its line range. Raises SyntaxError when it does
-        not parse, :class:`~sandbox.capability.Refused` when the layer refuses it outright."""
-        cand = ast.parse(candidate, mode="exec")
+        not parse, :class:`~sandbox.capability.Refused` when the layer refuses it outright.
+        ``observe``: the candidate is one expression, assigned to :data:`OBSERVED`."""
+        if observe:
+            expression = ast.parse(candidate, mode="eval").body
+            cand = ast.Module(body=[ast.Assign(targets=[ast.Name(id=OBSERVED, ctx=ast.Store())], value=expression)],
+                              type_ignores=[])
+            ast.copy_location(cand.body[0], expression)
+            cand.body[0].end_lineno, cand.body[0].end_col_offset = expression.end_lineno, expression.end_col_offset
+            ast.fix_missing_locations(cand)
+            messages = False
+        else:
+            cand = ast.parse(candidate, mode="exec")
         if not cand.body:
             raise SyntaxError("empty candidate")
         ast.increment_lineno(cand, self.target_line - 1)
@@ -212,8 +223,8 @@ class SlotProgram:
         func.__kwdefaults__ = self.func.__kwdefaults__
         return func
 
-    def build(self, candidate: str, messages: bool = True,
-              guard: bool = False) -> tuple[types.FunctionType, tuple[int, int]]:
+    def build(self, candidate: str, messages: bool = True, guard: bool = False,
+              observe: bool = False) -> tuple[types.FunctionType, tuple[int, int]]:
         """Compile prefix + candidate into a function; returns it and the candidate's line range.
 
         With ``messages``, asserts are rewritten as pytest does, for its failure explanations;
@@ -221,9 +232,15 @@ class SlotProgram:
         explanations diff large values, which costs more than the test when only *where* an
         assert failed matters, as under a mutant). Raises SyntaxError when the candidate does
         not parse. ``guard``: run the candidate's statements (not the prefix) under the
-        capability layer (see :meth:`_candidate`).
+        capability layer (see :meth:`_candidate`). ``observe``: ``candidate`` is an expression,
+        and the function returns its value.
         """
-        stmts, span = self._candidate(candidate, messages, guard)
+        stmts, span = self._candidate(candidate, messages, guard, observe)
+        if observe:
+            ret = ast.Return(value=ast.Name(id=OBSERVED, ctx=ast.Load()))
+            ast.copy_location(ret, stmts[-1])
+            ast.fix_missing_locations(ret)
+            stmts = stmts + [ret]
         return self._function(self._prefix(messages) + stmts), span
 
     def prefix_function(self, messages: bool = True) -> types.FunctionType:
@@ -237,13 +254,14 @@ class SlotProgram:
             self._prefixes[key] = self._function(self._prefix(messages) + [ret])
         return self._prefixes[key]
 
-    def build_alone(self, candidate: str, messages: bool = True,
-                    guard: bool = False) -> tuple[types.CodeType, tuple[int, int]] | None:
+    def build_alone(self, candidate: str, messages: bool = True, guard: bool = False,
+                    observe: bool = False) -> tuple[types.CodeType, tuple[int, int]] | None:
         """The candidate compiled on its own, to run on the prefix's variables (see
         :meth:`prefix_function`), and its line range; None when only the whole function
-        compiles it faithfully (``super()`` or a class-private name in a method). ``guard``: as
-        for :meth:`build`."""
-        stmts, span = self._candidate(candidate, messages, guard)
+        compiles it faithfully (``super()`` or a class-private name in a method). ``guard`` and
+        ``observe``: as for :meth:`build` (an observed value is left in the namespace under
+        :data:`OBSERVED`)."""
+        stmts, span = self._candidate(candidate, messages, guard, observe)
         if self.defining_class is not None:
             for node in ast.walk(ast.Module(body=stmts, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
@@ -287,6 +305,7 @@ class SlotProgram:
 
 _REWRITE_IMPORTS = ("@py_builtins", "@pytest_ar")
 _LOCALS = "@trident_locals"  # a global no source can name: builtins.locals, for prefix_function
+OBSERVED = "@trident_observed"  # a name no source can write: where an observed expression's value goes
 
 
 def _rewrite_asserts(stmts: list[ast.stmt], source: bytes) -> list[ast.stmt]:

@@ -4,6 +4,10 @@ A task file is JSON Lines. The first line is a header ``{"format": "trident-task
 "version": N, ...}``; every other line is one :class:`Task`. Loading a file written with
 another version, or a line that lacks a field, is a :class:`TaskFormatError` that names the
 file, the line and what to do.
+
+Version 2 adds ``observations``: what each name the prefix binds holds at the slot, on the
+unmutated library (:mod:`sandbox.observe`). Version 1 files still load; their tasks have
+``observations`` None, and what needs them observes them when it runs.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 FORMAT = "trident-tasks"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SPLITS = ("train", "valid", "test")
 
 
@@ -69,6 +74,8 @@ class Task:
     focal_functions: tuple[str, ...]  # "file::qualname" of those functions
     mutants: tuple[Mutant, ...]  # each killed by the target
     split: str  # train | valid | test
+    # name the prefix binds -> its observation (sandbox.observable.Observation.to_dict()); None: not observed
+    observations: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,7 +85,7 @@ class Task:
         if not isinstance(data, dict):
             raise TaskFormatError(f"{where}: expected a JSON object, got {type(data).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n != "observations"]
         extra = sorted(set(data) - set(names))
         if missing or extra:
             parts = []
@@ -142,7 +149,7 @@ def _check_header(path: Path, line: str) -> dict[str, Any]:
             f"'{path}' is not a Trident task file (its first line must be the "
             f'{{"format": "{FORMAT}", ...}} header); create one with `trident mine`'
         )
-    if head.get("version") != SCHEMA_VERSION:
+    if head.get("version") not in READABLE_VERSIONS:
         raise TaskFormatError(
             f"'{path}' uses task schema v{head.get('version')}, this Trident reads v{SCHEMA_VERSION}; "
             "re-mine it with `trident mine`"

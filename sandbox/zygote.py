@@ -71,10 +71,12 @@ class SlotRef(NamedTuple):
 
 def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mutant | None = None, seed: int = 0,
             trace: list[str] | None = None, messages: bool = True, cpu_limit: float | None = None,
-            call_budget: int | None = None, gate: bool = False, guard: bool = False) -> dict[str, Any]:
+            call_budget: int | None = None, gate: bool = False, guard: bool = False,
+            observe: bool = False) -> dict[str, Any]:
     """A ``run`` job for one candidate in a task's (or a :class:`SlotRef`'s) slot. ``gate``:
     the candidate is untrusted and must pass the static gate first; ``guard``: it runs under
-    the runtime capability layer (:mod:`sandbox.capability`)."""
+    the runtime capability layer (:mod:`sandbox.capability`); ``observe``: the candidate is an
+    expression whose value is observed (:mod:`sandbox.observable`), not an assertion."""
     return {
         "test_class": task.test_class,
         "test_name": task.test_name,
@@ -90,6 +92,7 @@ def job_for(task: SlotRef | Task, candidate: str, *, timeout: float, mutant: Mut
         "call_budget": call_budget,
         "gate": gate,
         "guard": guard,
+        "observe": observe,
     }
 
 
@@ -171,7 +174,8 @@ class ModuleZygote:
         if job.get("gate"):
             from . import gate  # untrusted candidates only; mining never needs it
 
-            reason = gate.check(job["candidate"], self.known_names(prog), self.object_names(prog))
+            check = gate.check_expression if job.get("observe") else gate.check
+            reason = check(job["candidate"], self.known_names(prog), self.object_names(prog))
             if reason is not None:
                 return Verdict("rejected", reason, tier=tier)
         return prog
@@ -191,7 +195,8 @@ class ModuleZygote:
         return run_forked(prog, job["candidate"], timeout=float(job["timeout"]), seed=int(job.get("seed", 0)),
                           prepare=prepare, trace=trace, messages=bool(job.get("messages", True)),
                           cpu_limit=job.get("cpu_limit"), call_budget=job.get("call_budget"),
-                          confinement=self.confinement, settle=self.settle, guard=bool(job.get("guard")))
+                          confinement=self.confinement, settle=self.settle, guard=bool(job.get("guard")),
+                          observe=bool(job.get("observe")))
 
     def run_many(self, jobs: list[dict[str, Any]]) -> list[Verdict]:
         """Verdicts for ``jobs``, in order. Plain jobs (no mutant, trace or counted limits)
@@ -202,7 +207,8 @@ class ModuleZygote:
         for i, job in enumerate(jobs):
             plain = not (job.get("mutant") or job.get("trace") or job.get("cpu_limit") or job.get("call_budget"))
             key = (job["test_class"], job["test_name"], job["slot"], job.get("prefix"), float(job["timeout"]),
-                   int(job.get("seed", 0)), bool(job.get("messages", True)), bool(job.get("guard")))
+                   int(job.get("seed", 0)), bool(job.get("messages", True)), bool(job.get("guard")),
+                   bool(job.get("observe")))
             groups.setdefault(key if plain else ("alone", i), []).append(i)
         for key, idx in groups.items():
             if len(idx) > 1:
@@ -226,7 +232,8 @@ class ModuleZygote:
         first = jobs[todo[0]]
         group = run_group(prog, [jobs[i]["candidate"] for i in todo], timeout=float(first["timeout"]),
                           seed=int(first.get("seed", 0)), messages=bool(first.get("messages", True)),
-                          confinement=self.confinement, guard=bool(first.get("guard")))
+                          confinement=self.confinement, guard=bool(first.get("guard")),
+                          observe=bool(first.get("observe")))
         for i, v in zip(todo, group or []):
             verdicts[i] = v
 

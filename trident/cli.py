@@ -46,6 +46,25 @@ def _run_score(cfg: Any) -> int:
     return 0
 
 
+def _observe_config() -> type:
+    from sandbox.observe_job import ObserveConfig
+
+    return ObserveConfig
+
+
+def _run_observe(cfg: Any) -> int:
+    from sandbox.observe_job import observe_job
+
+    rows = observe_job(cfg)
+    for r in rows:
+        o = r["observation"]
+        what = o["text"] if o["kind"] != "none" else o.get("reason", "")
+        print(f"{r['task_id']}  {r['expression']}  ->  {o['kind']}: {what}")
+    observed = sum(r["observation"]["kind"] != "none" for r in rows)
+    print(f"observed {observed} of {len(rows)} expressions" + (f"\nobservations: {cfg.out}" if cfg.out else ""))
+    return 0 if observed else 1
+
+
 def _sft_config() -> type:
     from pretrain.sft import SFTConfig
 
@@ -138,6 +157,8 @@ class Job:
     positionals: tuple[tuple[str, str, tuple[str, ...] | None], ...] = ()
     # (flag, config key, help): a flag given once per entry of a name -> path mapping, as [NAME=]PATH
     named: tuple[tuple[str, str, str], ...] = ()
+    # (flag, config key, help): a flag given once per entry of a list of strings
+    repeated: tuple[tuple[str, str, str], ...] = ()
 
 
 def _mine_config() -> type:
@@ -154,6 +175,11 @@ JOBS = (
          ("--max-tasks", "max_tasks", "keep at most this many tasks"))),
     Job("score", "run candidate assertions against tasks and their mutants", _score_config, _run_score,
         (("--tasks", "tasks", "task file"), ("--candidates", "candidates", "candidate JSONL"), ("--out", "out", "verdict JSONL"))),
+    Job("observe", "observe what expressions evaluate to at tasks' slots on the unmutated library",
+        _observe_config, _run_observe,
+        (("--tasks", "tasks", "task file"), ("--task", "task", "one task id"),
+         ("--expressions", "expressions", 'JSONL of {"task_id", "expression"}'), ("--out", "out", "JSONL to write")),
+        repeated=(("--expr", "expr", "an expression to observe at --task; repeat for several"),)),
     Job("rewards", "check a reward: what it pays red-team candidates and the tasks' own targets",
         _rewards_config, _run_rewards, (("--tasks", "tasks", "task file (default: mine a few networkx tasks)"),),
         (("action", "what to do: check", ("check",)),
@@ -220,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, dest=f"flag:{key}", metavar=key.upper(), help=_literal(f"{text} (key: {key})"))
         for flag, key, text in job.named:
             p.add_argument(flag, dest=f"named:{key}", action="append", metavar="[NAME=]PATH", help=_literal(f"{text} (key: {key})"))
+        for flag, key, text in job.repeated:
+            p.add_argument(flag, dest=f"named:{key}", action="append", metavar=key.upper(), help=_literal(f"{text} (key: {key})"))
         p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="configuration overrides, applied last")
     return parser
 
@@ -246,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs = getattr(args, f"named:{key}")
             if specs:
                 positionals[key] = _named_paths(specs, flag)
+        for _, key, _ in job.repeated:
+            if getattr(args, f"named:{key}"):
+                positionals[key] = list(getattr(args, f"named:{key}"))
         if job.name == "demo" and args.config is None:
             from .pipeline import demo_config
 

@@ -1,30 +1,32 @@
-"""`trident eval`: models against baselines on a split, every metric with a bootstrap 95 % interval.
+"""`trident eval`: models against baselines on a split, every metric with a 95 % interval
+from a bootstrap of test files.
 
-Systems, each writing one assertion per task of the split:
-
-- ``targets``: the tasks' own assertions — a sanity check of the sandbox: they must all pass;
-- ``trivial``: a trivial assertion that is not vacuous (``assert x is not None`` on the last
-  name the test's prefix binds): what passing costs without testing anything;
-- ``most_frequent``: the training split's most frequent assertion, the same for every task (it
-  games token F1: compare on pass and kill);
-- ``retrieval``: the assertion of the most similar training task, its names adapted to this
-  test (:mod:`pretrain.retrieval`, :mod:`pretrain.names`);
-- each model given: its greedy edit system (``pretrain.evaluate``: the model's own choice of
-  retrieved start, critic-doubted positions denoised), plus ``k`` samples per task from the
-  sampler RL trains (``rl.rollout``) for pass@k.
+Systems, each writing one assertion per task of the split: the baselines of
+:mod:`trident.baselines` (``targets``, ``trivial``, ``most_frequent``, ``retrieval``, and the
+regression oracles ``observed`` and ``observed-all``), then each model given: its greedy edit
+system (``pretrain.evaluate``: the model's own choice of retrieved start, critic-doubted
+positions denoised), plus ``k`` samples per task from the sampler RL trains (``rl.rollout``) for
+pass@k. With ``completion`` (the default) a model's assertions are completed — the value of
+``assert EXPR == VALUE`` observed on the unmutated library and filled in
+(:mod:`sandbox.completion`) — and a ``NAME:written`` row shows the same assertions as written.
 
 Metrics per task, averaged over tasks: ``exact_match``, ``token_f1``, ``ast_valid``, ``pass@1``
 (the one assertion passes), ``pass@k`` (one of the k samples passes; models only), ``kill``
 (share of the task's mutants the assertion kills, over tasks with mutants), ``pans`` (passing,
-assertion, non-trivial, parses) and ``semantic`` (all-MiniLM-L6-v2 cosine to the target). Every
-candidate runs in the sandbox against the task and its mutants; a task with an ``infra`` verdict
-(the sandbox failed, not the candidate) is left out of the execution metrics, never scored 0.
-Models after the first also get paired differences to it (same resampled tasks).
+assertion, non-trivial, parses), ``semantic`` (all-MiniLM-L6-v2 cosine to the target) and
+``length`` (characters of the assertion). Every candidate runs in the sandbox against the task
+and its mutants; a task with an ``infra`` verdict (the sandbox failed, not the candidate) is
+left out of the execution metrics, never scored 0.
+
+Intervals resample whole test files (tasks of one file are correlated), and say how many files
+stand behind them. Models after the first get paired differences to it, and every model paired
+differences to each system in ``compare`` (``observed`` by default), on the same resampled files.
 
 Also, per model: pass rate against the sampler's number of steps (from an all-[MASK] slot) and
-the critic's calibration (its value ``V = exp(Σ log σ(z_i))`` of each greedy assertion against
-whether it passed). Written to ``out/eval.json``; ``out/report.md`` and ``out/plots/`` come from
-:mod:`trident.report`.
+the critic's calibration (its value ``V = exp(Σ log σ(z_i))`` of each greedy assertion, as
+written, against whether it passed). Written to ``out/eval.json`` and, every system's assertion
+and verdict for every task, ``out/outputs.jsonl``; ``out/report.md`` and ``out/plots/`` come
+from :mod:`trident.report`.
 """
 
 from __future__ import annotations
@@ -41,17 +43,12 @@ from rl.rollout import RolloutConfig
 from sandbox.api import Limits
 from sandbox.tasks import Task
 
+from .baselines import BASELINES, baselines, trivial_assertion
 from .errors import TridentError
 
 __all__ = ["EvalJobConfig", "BASELINES", "METRICS", "trivial_assertion", "baselines", "evaluate", "run"]
 
-BASELINES = {
-    "targets": "the tasks' own assertions (a sanity check of the sandbox: they must all pass)",
-    "trivial": "`assert x is not None` on the last name the test binds: passes without testing anything",
-    "most_frequent": "the training split's most frequent assertion for every task (it games token F1)",
-    "retrieval": "the assertion of the most similar training task, its names adapted to the test",
-}
-METRICS = ("exact_match", "token_f1", "ast_valid", "pass@1", "pass@k", "kill", "pans", "semantic")
+METRICS = ("exact_match", "token_f1", "ast_valid", "pass@1", "pass@k", "kill", "pans", "semantic", "length")
 
 
 def _greedy_sampler() -> SamplerConfig:
@@ -83,6 +80,8 @@ class EvalJobConfig:
     seed: int = field(default=0, metadata={"help": "seed of the samples and of the bootstrap"})
     runs: dict[str, Path] = field(default_factory=dict, metadata={"help": "extra run folders whose curves the report plots (label -> folder); the models' own run folders are found by themselves"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    completion: bool = field(default=True, metadata={"help": "complete the models' assertions: the value of `assert EXPR == VALUE` (and `is None/True/False`) observed on the unmutated library and filled in (sandbox.completion); each model also gets a NAME:written row without it"})
+    compare: list[str] = field(default_factory=lambda: ["observed"], metadata={"help": "systems every model gets paired differences against (file-clustered), beside the first model"})
 
     def __post_init__(self) -> None:
         if self.k < 0:
@@ -95,41 +94,6 @@ class EvalJobConfig:
             raise ValueError("retrieve_k and adapt_cap must be >= 1")
         if self.resamples < 100:
             raise ValueError(f"resamples={self.resamples} is too few for a 95 % interval; use >= 1000")
-
-
-# ------------------------------------------------------------------------------- baselines
-
-
-def trivial_assertion(task: Task) -> str:
-    """``assert NAME is not None`` on the last name the test's prefix binds (``self`` in a test
-    method whose prefix binds none, else the first name the module's setup binds): it passes
-    whatever the code does, and the sandbox's gate accepts it, since it reads a name the test provides."""
-    from pretrain.names import bound_names
-
-    prefix = bound_names(task.prefix)
-    if prefix:
-        return f"assert {prefix[-1]} is not None"
-    setup = ["self"] if task.test_class else bound_names(task.setup)
-    return f"assert {setup[0]} is not None" if setup else "assert None is None"
-
-
-def baselines(tasks: Sequence[Task], train: Sequence[Task]) -> dict[str, list[str]]:
-    """Each baseline's assertion for every task (:data:`BASELINES`)."""
-    from pretrain.names import adaptations
-    from pretrain.retrieval import Retriever
-    from rewards.text import normalise
-
-    if not train:
-        raise ValueError("the task file has no train split: the retrieval and most-frequent baselines need one")
-    counts = Counter(normalise(t.target) or t.target for t in train)
-    frequent = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties: the first in sort order
-    retriever = Retriever(train)
-    return {
-        "targets": [t.target for t in tasks],
-        "trivial": [trivial_assertion(t) for t in tasks],
-        "most_frequent": [frequent] * len(tasks),
-        "retrieval": [adaptations(retriever.nearest(t).target, t, 1)[0] for t in tasks],
-    }
 
 
 # ------------------------------------------------------------------------------- models
@@ -175,7 +139,8 @@ def _text_metrics(tasks: Sequence[Task], texts: Sequence[str], semantic: bool) -
 
     out = {"exact_match": [float(x) for x in exact_match(None, list(texts), target=[t.target for t in tasks])],
            "token_f1": [f1(python_tokens(c), python_tokens(t.target)) for c, t in zip(texts, tasks)],
-           "ast_valid": [float(is_assertion(t)) for t in texts]}
+           "ast_valid": [float(is_assertion(t)) for t in texts],
+           "length": [float(len(t.strip())) for t in texts]}
     if semantic:
         from rewards.semantic import semantic as cosine
 
@@ -183,42 +148,76 @@ def _text_metrics(tasks: Sequence[Task], texts: Sequence[str], semantic: bool) -
     return out
 
 
-def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
-    """Every baseline and model on ``tasks``: the content of ``eval.json`` (see :mod:`trident.report`)."""
-    from pretrain.evaluate import auroc
-    from rewards.execution import kill, pans, passes
-    from rl.evaluate import bootstrap
-    from sandbox.pool import Pool
-    from tqdm import tqdm
+WRITTEN = ":written"  # suffix of a model's row without completion (its assertions as the model wrote them)
+_ALL, _KEEP, _MUTATED = "all", "keep", "mutated"
+_METRIC_TASKS = {"exact_match": _ALL, "token_f1": _ALL, "ast_valid": _ALL, "semantic": _ALL, "length": _ALL,
+                 "pass@1": _KEEP, "pass@k": _KEEP, "pans": _KEEP, "kill": _MUTATED}
 
-    t0 = time.perf_counter()
-    systems = baselines(tasks, train)
+
+def _generate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig, pool: Any,
+              systems: dict[str, list[str]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each model's outputs (greedy, critic values, samples, curve), its row in ``systems`` and,
+    with completion on, its ``NAME:written`` row; returns the outputs and what completion did."""
     outputs: dict[str, dict[str, Any]] = {}
+    completion: dict[str, dict[str, Any]] = {}
     for i, (name, path) in enumerate(models.items()):
         print(f"eval: generating with {name} ({i + 1}/{len(models)}): greedy, {cfg.k} samples per task, "
               f"steps {cfg.steps}", flush=True)
-        outputs[name] = _model_outputs(Path(path), tasks, train, cfg)
-        systems[name] = outputs[name]["greedy"]
+        out = outputs[name] = _model_outputs(Path(path), tasks, train, cfg)
+        systems[name] = out["greedy"]
+        if not cfg.completion:
+            continue
+        done = pool.complete([(t, [g, *s]) for t, g, s in zip(tasks, out["greedy"], out["samples"])])
+        systems[name] = [row[0].text for row in done]
+        systems[name + WRITTEN] = out["greedy"]
+        out["samples"] = [[c.text for c in row[1:]] for row in done]
+        greedy = [row[0] for row in done]
+        completion[name] = {"completable": sum(c.expression is not None for c in greedy) / len(tasks),
+                            "filled": sum(c.filled for c in greedy) / len(tasks)}
+    return outputs, completion
 
-    # One pool run for every candidate of every system, against the task and its mutants.
-    names = list(systems)
-    per_task: list[list[str]] = []
-    for i in range(len(tasks)):
-        row = [systems[n][i] for n in names]
-        for name in models:
-            row += outputs[name]["samples"][i] + [outputs[name]["curve"][s][i] for s in cfg.steps]
-        per_task.append(row)
-    total = sum(map(len, per_task))
-    print(f"eval: running {total} candidates on {len(tasks)} tasks and their mutants", flush=True)
-    bar = tqdm(total=total, desc="sandbox", unit="cand", disable=not cfg.progress)
+
+def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
+    """Every baseline and model on ``tasks``: the content of ``eval.json`` (see :mod:`trident.report`),
+    and under ``"outputs"`` every system's assertion and verdict per task (``outputs.jsonl``)."""
+    from common.stats import auroc, bootstrap, paired
+    from rewards.execution import kill, pans, passes
+    from sandbox.observable import Observation
+    from sandbox.pool import Pool, observe_tasks
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
     with Pool(workers=cfg.workers, limits=cfg.sandbox) as pool:
+        if any(t.observations is None for t in tasks):
+            print("eval: the task file holds no observations (version 1): observing the prefixes' names", flush=True)
+            tasks = observe_tasks(tasks, pool=pool, progress=cfg.progress)
+        observations = [{k: Observation.from_dict(v) for k, v in (t.observations or {}).items()} for t in tasks]
+        systems = baselines(tasks, train, observations)
+        outputs, completion = _generate(models, tasks, train, cfg, pool, systems)
+
+        # One pool run for every candidate of every system, against the task and its mutants.
+        names = list(systems)
+        per_task: list[list[str]] = []
+        for i in range(len(tasks)):
+            row = [systems[n][i] for n in names]
+            for name in models:
+                row += outputs[name]["samples"][i] + [outputs[name]["curve"][s][i] for s in cfg.steps]
+            per_task.append(row)
+        total = sum(map(len, per_task))
+        print(f"eval: running {total} candidates on {len(tasks)} tasks and their mutants", flush=True)
+        bar = tqdm(total=total, desc="sandbox", unit="cand", disable=not cfg.progress)
         verdicts = pool.score(list(zip(tasks, per_task)), mutants=True, on_done=bar.update)
-    bar.close()
+        bar.close()
     keep = [i for i, row in enumerate(verdicts) if all(v.status != "infra" for v in row)]
     if not keep:
         raise ValueError("every task had an infra verdict (the sandbox failed): nothing to score; see the verdicts' "
                          "reasons with `trident score`")
     mutated = [i for i in keep if tasks[i].mutants]
+    index = {_ALL: list(range(len(tasks))), _KEEP: keep, _MUTATED: mutated}
+    clusters = {key: [tasks[i].test_module for i in idx] for key, idx in index.items()}  # tasks of one test file
+
+    def interval(rows: list[list[float]], metric: str) -> list[dict[str, float]]:
+        return bootstrap(rows, cfg.resamples, cfg.seed, clusters=clusters[_METRIC_TASKS[metric]])
 
     # Per system and metric: per-task values over the tasks where the metric is defined.
     values: dict[str, dict[str, list[float]]] = {}
@@ -237,51 +236,84 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
     curves: dict[str, list[dict[str, float]]] = {}
     calibration: dict[str, dict[str, Any]] = {}
     offset = len(names)
+    sample_verdicts: dict[str, list[list[Any]]] = {}
     for j, name in enumerate(models):
         k, S = cfg.k, len(cfg.steps)
+        sample_verdicts[name] = [verdicts[i][offset:offset + k] for i in range(len(tasks))]
         if k:
             values[name]["pass@k"] = [float(any(v.passed for v in verdicts[i][offset:offset + k])) for i in keep]
         rows = [[float(verdicts[i][offset + k + s].passed) for i in keep] for s in range(S)]
         curves[name] = [{"steps": steps, "pass": b["mean"], "lo": b["lo"], "hi": b["hi"]} for steps, b in
-                        zip(cfg.steps, bootstrap(rows, cfg.resamples, cfg.seed) if rows else [])]
+                        zip(cfg.steps, interval(rows, "pass@1") if rows else [])]
         offset += k + S
-        g = names.index(name)
+        g = names.index(name + WRITTEN) if name + WRITTEN in names else names.index(name)
         predicted = [outputs[name]["values"][i] for i in keep]
         passed = [int(verdicts[i][g].passed) for i in keep]
         calibration[name] = {"predicted": predicted, "passed": passed, "auroc": auroc(predicted, [bool(p) for p in passed])}
 
     report_systems: dict[str, dict[str, Any]] = {}
     for name in names:
+        base = name.removesuffix(WRITTEN)
         kind = "baseline" if name in BASELINES else "model"
         entry: dict[str, Any] = {"kind": kind, "metrics": {}}
         if kind == "baseline":
             entry["about"] = BASELINES[name]
         else:
-            entry["path"] = str(models[name])
+            entry["path"] = str(models[base])
+            entry["completion"] = name == base and cfg.completion
             entry["diff"] = {}
+            entry["vs"] = {}
         report_systems[name] = entry
     for metric in METRICS:
         have = [n for n in names if metric in values[n]]
         if not have:
             continue
-        for n, b in zip(have, bootstrap([values[n][metric] for n in have], cfg.resamples, cfg.seed)):
+        for n, b in zip(have, interval([values[n][metric] for n in have], metric)):
             report_systems[n]["metrics"][metric] = _interval(b)
         ranked = [n for n in models if metric in values[n]]
         if len(ranked) > 1:
-            for n, b in zip(ranked[1:], bootstrap([values[n][metric] for n in ranked], cfg.resamples, cfg.seed)[1:]):
+            for n, b in zip(ranked[1:], interval([values[n][metric] for n in ranked], metric)[1:]):
                 report_systems[n]["diff"][metric] = {"diff": b["diff"], "lo": b["diff_lo"], "hi": b["diff_hi"]}
+        for n in have:
+            if report_systems[n]["kind"] != "model":
+                continue
+            for ref in cfg.compare:
+                if ref in values and metric in values[ref]:
+                    d = paired(values[n][metric], values[ref][metric], cfg.resamples, cfg.seed,
+                               clusters=clusters[_METRIC_TASKS[metric]])
+                    report_systems[n]["vs"].setdefault(ref, {})[metric] = d
     return {
         "split": cfg.split, "tasks": len(tasks), "scored": len(keep), "with_mutants": len(mutated), "k": cfg.k,
+        "clusters": {key: len(set(c)) for key, c in clusters.items()},
         "task_file": str(cfg.tasks), "metrics": [m for m in METRICS if m != "pass@k" or cfg.k],
-        "systems": report_systems,
+        "systems": report_systems, "completion": completion,
         "samples": {n: [{"task": tasks[i].id, "target": tasks[i].target, "candidate": systems[n][i]}
                         for i in range(min(8, len(tasks)))] for n in names},
         "steps_curve": curves, "calibration": calibration,
         "settings": {"greedy sampler": asdict(cfg.sampler), "samples for pass@k": f"{cfg.k}, from rl.rollout "
                      f"(start {cfg.rollout.start}, temperature {cfg.rollout.sampler.temperature})",
-                     "bootstrap resamples": cfg.resamples, "seed": cfg.seed, "sandbox min_tier": str(cfg.sandbox.min_tier),
-                     "seconds": round(time.perf_counter() - t0, 1)},
+                     "completion": cfg.completion,
+                     "bootstrap": f"{cfg.resamples} resamples of test files (clusters)", "seed": cfg.seed,
+                     "sandbox min_tier": str(cfg.sandbox.min_tier), "seconds": round(time.perf_counter() - t0, 1)},
+        "outputs": _output_rows(tasks, names, systems, verdicts, models, outputs, sample_verdicts),
     }
+
+
+def _output_rows(tasks: list[Task], names: list[str], systems: dict[str, list[str]], verdicts: list[list[Any]],
+                 models: dict[str, Path], outputs: dict[str, dict[str, Any]],
+                 sample_verdicts: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    """One row per task and system (and per model sample): the assertion and its verdict."""
+    def row(i: int, system: str, text: str, v: Any, **extra: Any) -> dict[str, Any]:
+        return {"task": tasks[i].id, "test_file": tasks[i].test_module, "system": system, **extra, "assertion": text,
+                "status": v.status, "reason": v.reason[:500], "kills": v.kills, "mutants": v.mutants}
+
+    rows = []
+    for i in range(len(tasks)):
+        rows += [row(i, n, systems[n][i], verdicts[i][j]) for j, n in enumerate(names)]
+        for name in models:
+            rows += [row(i, name, text, v, sample=s)
+                     for s, (text, v) in enumerate(zip(outputs[name]["samples"][i], sample_verdicts[name][i]))]
+    return rows
 
 
 def _interval(b: dict[str, float]) -> dict[str, float]:
@@ -335,6 +367,10 @@ def run(cfg: EvalJobConfig) -> dict[str, Any]:
         result = evaluate(dict(cfg.models), tasks, train, cfg)
     except ValueError as exc:
         raise TridentError(str(exc)) from None
+    rows = result.pop("outputs")
+    tmp = out / ".outputs.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.replace(out / "outputs.jsonl")
     tmp = out / ".eval.json.tmp"
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     tmp.replace(out / "eval.json")

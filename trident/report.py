@@ -50,6 +50,8 @@ def _fmt_interval(metric: str, m: Mapping[str, float] | None) -> str:
         return DASH
     if metric == "semantic":
         return f"{m['mean']:.2f} [{m['lo']:.2f}, {m['hi']:.2f}]"
+    if metric == "length":
+        return f"{m['mean']:.0f} [{m['lo']:.0f}, {m['hi']:.0f}]"
     return f"{100 * m['mean']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
 
 
@@ -63,7 +65,7 @@ def _fmt_diff(metric: str, d: Mapping[str, float] | None) -> str:
     """A paired difference: percentage points, or cosine units for ``semantic``."""
     if d is None:
         return DASH
-    scale, digits = (1, 2) if metric == "semantic" else (100, 1)
+    scale, digits = {"semantic": (1, 2), "length": (1, 0)}.get(metric, (100, 1))
     diff, lo, hi = (_signed(scale * d[key], digits) for key in ("diff", "lo", "hi"))
     return f"{diff} [{lo}, {hi}]"
 
@@ -137,12 +139,14 @@ def summary(evaluation: dict) -> str:
     """A few plain-text lines: each system's pass@1 and kill with intervals, the best model, a
     warning when the ``targets`` baseline does not pass ~100 %."""
     lines = [f"eval on {evaluation['split']}: {evaluation['scored']} of {evaluation['tasks']} tasks scored, "
-             f"{evaluation['with_mutants']} with mutants (pass@1 and kill in %, bootstrap 95 % intervals)"]
+             f"{evaluation['with_mutants']} with mutants (pass@1 and kill in %, length in characters; 95 % intervals "
+             f"from a bootstrap of test files)"]
     width = max(len(name) for name in evaluation["systems"])
     for name, system in evaluation["systems"].items():
         metrics = system["metrics"]
         lines.append(f"  {name:<{width}}  pass@1 {_fmt_interval('pass@1', metrics.get('pass@1')):<20}  "
-                     f"kill {_fmt_interval('kill', metrics.get('kill'))}")
+                     f"kill {_fmt_interval('kill', metrics.get('kill')):<20}  "
+                     f"length {_fmt_interval('length', metrics.get('length'))}")
     best = _best_model(evaluation)
     if best is not None:
         metrics = evaluation["systems"][best]["metrics"]
@@ -396,8 +400,13 @@ def _how_to_read(evaluation: dict) -> list[str]:
         f"over the {evaluation['with_mutants']} tasks with mutants. "
         "**PANS** is the share of tasks whose assertion passes, is an assertion, is not trivial and parses. "
         "**token F1** is gamed by the most frequent assertion, so compare systems on pass and kill. "
-        "**semantic** is a sentence-embedding cosine to the target in [−1, 1]; every other metric is in %. "
-        "Brackets are bootstrap 95 % intervals over tasks; "
+        "**semantic** is a sentence-embedding cosine to the target in [−1, 1]; **length** is the assertion's "
+        "length in characters; every other metric is in %. "
+        f"Brackets are 95 % intervals from a bootstrap that resamples whole test files "
+        f"({evaluation.get('clusters', {}).get('keep', '?')} files behind pass@1, "
+        f"{evaluation.get('clusters', {}).get('mutated', '?')} behind kill); "
+        "a model's row holds its completed assertions (the observed value filled in), its `:written` row "
+        "the same assertions as the model wrote them; "
         "tasks whose sandbox run failed (infra) are left out of the execution metrics.",
         "",
     ]
@@ -418,10 +427,23 @@ def _diff_table(evaluation: dict) -> list[str]:
         return lines + ["Only one model was evaluated: no paired differences.", ""]
     metrics = [m for m in evaluation["metrics"] if any(m in evaluation["systems"][n]["diff"] for n in models[1:])]
     rows = [[f"{name} − {models[0]}"] + [_fmt_diff(m, evaluation["systems"][name]["diff"].get(m)) for m in metrics]
-            for name in models[1:]]
-    return lines + [f"Each model against `{models[0]}` on the same resampled tasks, in percentage points "
-                    "(semantic in cosine units); an interval that excludes 0 is a difference beyond resampling noise.",
-                    ""] + _table(["model"] + _metric_names(evaluation, metrics), rows) + [""]
+            for name in models[1:] if evaluation["systems"][name]["diff"]]
+    return lines + [f"Each model against `{models[0]}` on the same resampled test files, in percentage points "
+                    "(semantic in cosine units, length in characters); an interval that excludes 0 is a difference "
+                    "beyond resampling noise.", ""] + _table(["model"] + _metric_names(evaluation, metrics), rows) + [""]
+
+
+def _vs_table(evaluation: dict) -> list[str]:
+    """Every model against the reference systems (``compare``: the observed oracle by default)."""
+    pairs = [(name, ref, d) for name, s in evaluation["systems"].items() if s["kind"] == "model"
+             for ref, d in s.get("vs", {}).items()]
+    if not pairs:
+        return []
+    metrics = [m for m in ("pass@1", "kill", "length") if any(m in d for _, _, d in pairs)]
+    rows = [[f"{name} − {ref}"] + [_fmt_diff(m, d.get(m)) for m in metrics] for name, ref, d in pairs]
+    return ["## Against the regression oracle", "",
+            "Each model against a baseline that learns nothing, on the same resampled test files: "
+            "an interval above 0 means the model beats it.", ""] + _table(["model"] + metrics, rows) + [""]
 
 
 def _systems(evaluation: dict) -> list[str]:
@@ -483,7 +505,8 @@ def write_report(evaluation: dict, out: Path, runs: Mapping[str, Path] = {}) -> 
     best = _best_model(evaluation)
     if best is not None:
         lines += [f"Best model on pass@1: **{best}**.", ""]
-    lines += (_how_to_read(evaluation) + _main_table(evaluation) + _diff_table(evaluation) + _systems(evaluation)
+    lines += (_how_to_read(evaluation) + _main_table(evaluation) + _vs_table(evaluation) + _diff_table(evaluation)
+              + _systems(evaluation)
               + _plot_section(plots) + _sample_table(evaluation) + _settings(evaluation))
     path = out / "report.md"
     path.write_text("\n".join(lines))

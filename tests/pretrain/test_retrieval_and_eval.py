@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pretrain.evaluate import auroc
+from common.stats import auroc
 from pretrain.retrieval import Retriever
 
 

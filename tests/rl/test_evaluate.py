@@ -1,10 +1,12 @@
-"""rl.evaluate's paired bootstrap: means, intervals, differences to the first model."""
+"""The paired bootstrap rl.evaluate reports with (common.stats): means, intervals, differences to the first
+model; and rl.evaluate's report, config and comparison."""
 
 from __future__ import annotations
 
 import pytest
 
-from rl.evaluate import bootstrap, format_report
+from common.stats import bootstrap
+from rl.evaluate import format_report
 
 
 def test_bootstrap_means_intervals_and_paired_differences():
