@@ -1,18 +1,30 @@
-"""Tasks as model inputs: ``[FOCAL] focal… [PREFIX] prefix… [SLOT] slot×L``.
+"""Tasks as model inputs: ``[FOCAL] focal… setup… [PREFIX] prefix… observations… [SLOT] slot×L``.
 
 Notation: B batch, P prompt length of a batch, L slot length, T = P + L.
 
 A row is left-padded with [PAD] (attention 0), so the slot is always the last L positions of
 every row: samplers and losses address it as ``[:, -L:]``. A slot holds the target's tokens,
-one [EOS], then [PAD] to the end. The prompt keeps the end of the prefix (the statements nearest
-the assertion) and the start of the focal context (the target's own function comes first),
-within ``max_prompt`` tokens.
+one [EOS], then [PAD] to the end.
+
+The prompt holds what a developer looks at before writing the assertion:
+
+- the focal code — the library functions the test calls, the target's own first — without
+  decorators and docstrings (:func:`strip_focal`);
+- the end of the test module's setup (imports and helpers);
+- the test's prefix;
+- the observations: what each name the prefix binds holds at the slot on the unmutated library,
+  as comment lines (:func:`observation_lines`, from the task file's ``observations``).
+
+Within ``max_prompt`` tokens, what is cut first is the setup (its start), then the focal code
+(its end), then the prefix (its start); the observations are cut last (the last ones kept).
+:func:`prompt_stats` reports how many prompts lose anything.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -27,7 +39,7 @@ class DataConfig:
     """How tasks become model inputs."""
 
     slot_len: int = field(default=48, metadata={"help": "slot length L in tokens (target + [EOS] + [PAD]); longer training targets are skipped"})
-    max_prompt: int = field(default=128, metadata={"help": "prompt budget in tokens ([FOCAL] focal [PREFIX] prefix [SLOT])"})
+    max_prompt: int = field(default=512, metadata={"help": "prompt budget in tokens ([FOCAL] focal setup [PREFIX] prefix observations [SLOT]); 512 holds the median networkx task whole"})
     prefix_share: float = field(default=0.75, metadata={"help": "share of the prompt budget the prefix may take before the focal context"})
     pad_weight: float = field(default=0.05, metadata={"help": "loss weight of [PAD] slot positions after [EOS] (target tokens and [EOS] weigh 1)"})
 
@@ -52,6 +64,70 @@ class Encoded:
     length: int  # target tokens + 1 ([EOS]); the slot positions that carry full weight
 
 
+_DECORATOR = re.compile(r"^\s*@")
+_DEF = re.compile(r"^\s*(async\s+)?(def|class)\s")
+_DOC_OPEN = re.compile(r"""^\s*[rRuU]?(\"\"\"|\'\'\')""")
+MAX_OBSERVATION_CHARS = 80
+
+
+def strip_focal(text: str) -> str:
+    """Focal source without decorator lines and without the docstring that opens each function
+    or class. Works line by line, so a text cut at a token budget (which may not parse) is
+    stripped too."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    in_signature = False
+    while i < len(lines):
+        line = lines[i]
+        if not in_signature and _DECORATOR.match(line):
+            i += 1
+            continue
+        if _DEF.match(line) or in_signature:
+            out.append(line)
+            in_signature = not line.rstrip().endswith(":")
+            i += 1
+            if in_signature:
+                continue
+            j = i
+            while j < len(lines) and not lines[j].strip():
+                j += 1
+            opened = _DOC_OPEN.match(lines[j]) if j < len(lines) else None
+            if opened:
+                quote = opened.group(1)
+                rest = lines[j][opened.end():]
+                k = j
+                while quote not in rest and k + 1 < len(lines):
+                    k += 1
+                    rest = lines[k]
+                i = k + 1
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def observation_lines(task: Task) -> list[str]:
+    """The task's observations as comment lines, in the order the prefix binds the names:
+    ``# x == VALUE`` for a literal or float, ``# len(x) == N`` for a collection, ``# x: Type`` for
+    another object; unobservable names and raising ones are left out. Each line is cut to
+    :data:`MAX_OBSERVATION_CHARS` characters."""
+    observations: Mapping[str, Mapping[str, Any]] = task.observations or {}
+    out = []
+    for name, o in observations.items():
+        kind, text = o.get("kind"), str(o.get("text", ""))
+        if kind in ("literal", "approx"):
+            line = f"# {name} == {text}"
+        elif kind == "len":
+            line = f"# len({name}) == {text}"
+        elif kind == "object":
+            line = f"# {name}: {text.rsplit('.', 1)[-1]}"
+        else:
+            continue
+        out.append(line if len(line) <= MAX_OBSERVATION_CHARS else line[:MAX_OBSERVATION_CHARS - 1] + "…")
+    return out
+
+
 class Encoder:
     """Tokenizes tasks into prompts and slots for one tokenizer and :class:`DataConfig`."""
 
@@ -63,15 +139,55 @@ class Encoder:
     def ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def parts(self, task: Task) -> tuple[list[int], list[int], list[int], list[int]]:
+        """The prompt's pieces in full: focal (stripped), setup, prefix and observations."""
+        observed = observation_lines(task)
+        return (self.ids(strip_focal(task.focal)), self.ids("\n" + task.setup.strip()) if task.setup.strip() else [],
+                self.ids(task.prefix), self.ids("\n" + "\n".join(observed)) if observed else [])
+
     def prompt(self, task: Task) -> tuple[int, ...]:
+        return self._fit(*self.parts(task))[0]
+
+    def _fit(self, focal: list[int], setup: list[int], prefix: list[int],
+             observed: list[int]) -> tuple[tuple[int, ...], bool]:
+        """The prompt within the budget, and whether anything was cut (see the module docstring)."""
         budget = self.cfg.max_prompt - 3  # the three segment markers
-        prefix = self.ids(task.prefix)
-        focal = self.ids(task.focal)
-        # The prefix may take its share, and more where the focal context is short.
-        n_prefix = min(len(prefix), max(int(budget * self.cfg.prefix_share), budget - len(focal)))
+        n_obs = min(len(observed), budget)
+        budget -= n_obs
+        # The prefix may take its share, and more where the focal code is short.
+        n_prefix = min(len(prefix), max(int(budget * self.cfg.prefix_share), budget - len(focal) - len(setup)))
         n_focal = min(len(focal), budget - n_prefix)
+        n_setup = min(len(setup), budget - n_prefix - n_focal)
         s = self.special
-        return (s.focal, *focal[:n_focal], s.prefix, *(prefix[len(prefix) - n_prefix:] if n_prefix else ()), s.slot)
+        ids = (s.focal, *focal[:n_focal], *(setup[len(setup) - n_setup:] if n_setup else ()), s.prefix,
+               *(prefix[len(prefix) - n_prefix:] if n_prefix else ()), *(observed[len(observed) - n_obs:] if n_obs else ()),
+               s.slot)
+        cut = (n_focal, n_setup, n_prefix, n_obs) != (len(focal), len(setup), len(prefix), len(observed))
+        return ids, cut
+
+    def prompt_stats(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """How long the tasks' whole contexts are, in tokens, against ``max_prompt``: the median
+        and 90th percentile length, and the share of prompts that lose something, by part."""
+        lengths, cut = [], {"any": 0, "setup": 0, "focal": 0, "prefix": 0, "observations": 0}
+        for task in tasks:
+            focal, setup, prefix, observed = self.parts(task)
+            lengths.append(len(focal) + len(setup) + len(prefix) + len(observed) + 3)
+            ids, was_cut = self._fit(focal, setup, prefix, observed)
+            if was_cut:
+                cut["any"] += 1
+                kept = len(ids) - 3
+                need = {"observations": len(observed), "prefix": len(prefix), "focal": len(focal), "setup": len(setup)}
+                for part in ("observations", "prefix", "focal", "setup"):  # the reverse of the cutting order
+                    if kept >= need[part]:
+                        kept -= need[part]
+                    else:
+                        cut[part] += 1
+                        kept = 0
+        lengths.sort()
+        n = max(len(tasks), 1)
+        return {"median": float(lengths[len(lengths) // 2]) if lengths else 0.0,
+                "p90": float(lengths[int(0.9 * (len(lengths) - 1))]) if lengths else 0.0,
+                **{f"cut_{k}": v / n for k, v in cut.items()}}
 
     def slot(self, text: str) -> tuple[tuple[int, ...], int] | None:
         """The slot for assertion ``text`` and its weighted length; None if it does not fit."""

@@ -40,7 +40,7 @@ class BackboneConfig:
     num_hidden_layers: int = field(default=4, metadata={"help": "transformer layers"})
     num_attention_heads: int = field(default=4, metadata={"help": "attention heads (divides hidden_size)"})
     intermediate_size: int = field(default=512, metadata={"help": "MLP width"})
-    max_position_embeddings: int = field(default=512, metadata={"help": "longest sequence the position encoding covers"})
+    max_position_embeddings: int = field(default=1024, metadata={"help": "longest sequence the position encoding covers"})
     dropout: float = field(default=0.0, metadata={"help": "attention/MLP/embedding dropout (on CPU it costs ~60% more time per step)"})
 
     def __post_init__(self) -> None:

@@ -411,6 +411,12 @@ class Trainer:
         row_tasks = [t for _, t in encoded]
         skipped = len(train) - len(rows)
         valid_rows = [e for e in (encoder.encode(t) for t in valid) if e is not None][:cfg.eval_tasks]
+        stats = encoder.prompt_stats(train)
+        print(f"sft: prompts: whole context median {stats['median']:.0f} tokens (90th percentile {stats['p90']:.0f}), "
+              f"max_prompt {cfg.data.max_prompt}: {stats['cut_any']:.0%} of the training tasks cut (setup "
+              f"{stats['cut_setup']:.0%}, focal {stats['cut_focal']:.0%}, prefix {stats['cut_prefix']:.0%}, "
+              f"observations {stats['cut_observations']:.0%}; cut first: the setup, then the focal code's end, then the "
+              f"prefix's start, the observations last)")
         kd_texts, kd_rows = self._sequence_kd(encoder, row_tasks)
 
         loss = DiffusionLoss.from_config(cfg.modifiers)
