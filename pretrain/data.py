@@ -9,11 +9,11 @@ one [EOS], then [PAD] to the end.
 The prompt holds what a developer looks at before writing the assertion:
 
 - the focal code — the library functions the test calls, the target's own first — without
-  decorators and docstrings (:func:`strip_focal`);
+  decorators and docstrings (:func:`~pretrain.context.strip_focal`);
 - the end of the test module's setup (imports and helpers);
 - the test's prefix;
 - the observations: what each name the prefix binds holds at the slot on the unmutated library,
-  as comment lines (:func:`observation_lines`, from the task file's ``observations``).
+  as comment lines (:func:`~pretrain.context.observation_lines`, from the task file's ``observations``).
 
 Within ``max_prompt`` tokens, what is cut first is the setup (its start), then the focal code
 (its end), then the prefix (its start); the observations are cut last (the last ones kept).
@@ -22,15 +22,15 @@ Within ``max_prompt`` tokens, what is cut first is the setup (its start), then t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerFast
 
 from sandbox.tasks import Task
 
+from .context import observation_lines, strip_focal
 from .tokenizer import SpecialIds
 
 
@@ -62,70 +62,6 @@ class Encoded:
     prompt: tuple[int, ...]  # [FOCAL] … [SLOT]
     slot: tuple[int, ...]  # L ids: target, [EOS], [PAD]…
     length: int  # target tokens + 1 ([EOS]); the slot positions that carry full weight
-
-
-_DECORATOR = re.compile(r"^\s*@")
-_DEF = re.compile(r"^\s*(async\s+)?(def|class)\s")
-_DOC_OPEN = re.compile(r"""^\s*[rRuU]?(\"\"\"|\'\'\')""")
-MAX_OBSERVATION_CHARS = 80
-
-
-def strip_focal(text: str) -> str:
-    """Focal source without decorator lines and without the docstring that opens each function
-    or class. Works line by line, so a text cut at a token budget (which may not parse) is
-    stripped too."""
-    lines = text.splitlines()
-    out: list[str] = []
-    i = 0
-    in_signature = False
-    while i < len(lines):
-        line = lines[i]
-        if not in_signature and _DECORATOR.match(line):
-            i += 1
-            continue
-        if _DEF.match(line) or in_signature:
-            out.append(line)
-            in_signature = not line.rstrip().endswith(":")
-            i += 1
-            if in_signature:
-                continue
-            j = i
-            while j < len(lines) and not lines[j].strip():
-                j += 1
-            opened = _DOC_OPEN.match(lines[j]) if j < len(lines) else None
-            if opened:
-                quote = opened.group(1)
-                rest = lines[j][opened.end():]
-                k = j
-                while quote not in rest and k + 1 < len(lines):
-                    k += 1
-                    rest = lines[k]
-                i = k + 1
-            continue
-        out.append(line)
-        i += 1
-    return "\n".join(out)
-
-
-def observation_lines(task: Task) -> list[str]:
-    """The task's observations as comment lines, in the order the prefix binds the names:
-    ``# x == VALUE`` for a literal or float, ``# len(x) == N`` for a collection, ``# x: Type`` for
-    another object; unobservable names and raising ones are left out. Each line is cut to
-    :data:`MAX_OBSERVATION_CHARS` characters."""
-    observations: Mapping[str, Mapping[str, Any]] = task.observations or {}
-    out = []
-    for name, o in observations.items():
-        kind, text = o.get("kind"), str(o.get("text", ""))
-        if kind in ("literal", "approx"):
-            line = f"# {name} == {text}"
-        elif kind == "len":
-            line = f"# len({name}) == {text}"
-        elif kind == "object":
-            line = f"# {name}: {text.rsplit('.', 1)[-1]}"
-        else:
-            continue
-        out.append(line if len(line) <= MAX_OBSERVATION_CHARS else line[:MAX_OBSERVATION_CHARS - 1] + "…")
-    return out
 
 
 class Encoder:

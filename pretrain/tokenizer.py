@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 
 from transformers import PreTrainedTokenizerFast
 
+from .context import observation_lines, strip_focal
 from .errors import TokenizerError
 
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[WRONG]", "[EOS]", "[FOCAL]", "[PREFIX]", "[SLOT]")
@@ -60,10 +61,13 @@ class SpecialIds:
 
 
 def task_texts(tasks: Iterable) -> Iterator[str]:
-    """The code a tokenizer learns from: each task's focal context, prefix and target."""
+    """The code a tokenizer learns from: what the prompt shows of each task (focal code, setup,
+    prefix, observations; see :mod:`pretrain.data`) and its target."""
     for task in tasks:
-        yield task.focal
+        yield strip_focal(task.focal)
+        yield task.setup
         yield task.prefix
+        yield "\n".join(observation_lines(task))
         yield task.target
 
 

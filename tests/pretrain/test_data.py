@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pretrain.data import DataConfig, Encoder, observation_lines, strip_focal
+from pretrain.context import observation_lines, strip_focal
+from pretrain.data import DataConfig, Encoder
 
 FOCAL = '''# algorithms/x.py
 @not_implemented_for("directed")
