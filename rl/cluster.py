@@ -150,6 +150,12 @@ class SandboxPool(ActorPool):
         return self.run(items, lambda actor, unit: actor.score.remote(unit[0], list(unit[1]), mutants),
                         on_result=on_result, on_lost=lost)
 
+    def complete(self, items: Sequence[tuple[Task, Sequence[str]]]) -> list[list[str]]:
+        """Each unit's candidates completed (``SandboxWorker.complete``); a unit lost with its
+        actor keeps its candidates as written."""
+        return self.run(items, lambda actor, unit: actor.complete.remote(unit[0], list(unit[1])),
+                        on_lost=lambda i, unit, exc: list(unit[1]))
+
 
 class RolloutPool(ActorPool):
     """Rollout actors, each with a policy copy synced to the learner's weights."""

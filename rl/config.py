@@ -56,6 +56,7 @@ class RLConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"help": "PPO learner"})
     rewards: CompositionConfig = field(default_factory=CompositionConfig, metadata={"help": "composed reward (rewards in [0, 1])"})
     sandbox: Limits = field(default_factory=Limits, metadata={"help": "sandbox limits"})
+    completion: bool = field(default=True, metadata={"help": "complete each sample before it is scored: the value of `assert EXPR == VALUE` (and `is None/True/False`) observed on the unmutated library and filled in (sandbox.completion); the filled literal is the environment's, so the policy's log-probability covers only the tokens it wrote"})
     ray: RayConfig = field(default_factory=RayConfig, metadata={"help": "Ray cluster and actors"})
 
     @property

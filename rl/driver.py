@@ -323,8 +323,10 @@ class Run:
         """The evaluation's greedy system on the held-out tasks with the rollout actors' weights:
         the share that passes and the mean share of mutants killed (tasks with mutants); an
         ``infra`` verdict leaves its task out."""
-        texts = rollouts.greedy(held)
-        rows = sandbox.score([(t, [x]) for t, x in zip(held, texts)], mutants=True)
+        items = [(t, [x]) for t, x in zip(held, rollouts.greedy(held))]
+        if self.cfg.completion:  # as the evaluation scores the model
+            items = [(t, row) for (t, _), row in zip(items, sandbox.complete(items))]
+        rows = sandbox.score(items, mutants=True)
         ok = [(t, row[0]) for t, row in zip(held, rows) if row[0].status != "infra"]
         mutated = [(t, v) for t, v in ok if t.mutants]
         return {"pass": sum(v.passed for _, v in ok) / max(1, len(ok)),
@@ -365,9 +367,18 @@ class Run:
         starts_all = [s for ro in done for s in (ro.start_texts or ro.texts)] if split else texts_all
         extras = [sorted(set(starts_all[i * G:(i + 1) * G]) - set(texts_all[i * G:(i + 1) * G])) for i in range(len(tasks))]
         items = [(task, texts_all[i * G:(i + 1) * G] + extras[i]) for i, task in enumerate(tasks)]
+        if cfg.completion:
+            # Execution fills in the values the samples assert (sandbox.completion): the reward
+            # judges the completed text; the policy's log-probability covers only what it wrote.
+            items = [(task, done_row) for (task, _), done_row in zip(items, sandbox.complete(items))]
+        scored_all = [text for _, row in items for text in row[:G]]
         rows = sandbox.score(items, mutants=composition.mutants)
         verdicts_all = [v for row in rows for v in row[:G]]
-        rew, metrics, records = compose(composition, [t for t in tasks for _ in range(G)], texts_all, verdicts_all)
+        rew, metrics, records = compose(composition, [t for t in tasks for _ in range(G)], scored_all, verdicts_all)
+        if cfg.completion:
+            for rec, written in zip(records, texts_all):
+                rec["written"] = written
+            metrics["rl/completed"] = sum(a != b for a, b in zip(scored_all, texts_all)) / max(1, len(texts_all))
         rewards = list(torch.split(rew, [len(ro) for ro in done]))
         start_rewards = None
         if split:

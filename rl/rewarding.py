@@ -19,7 +19,9 @@ import torch
 from rewards.composition import Composition, metrics
 from rewards.execution import SerialExecutor
 from sandbox.api import Limits
+from sandbox.completion import complete, observed_expression
 from sandbox.execution import Verdict
+from sandbox.observe import observe
 from sandbox.tasks import Task
 
 __all__ = ["SandboxWorker", "compose", "infra_verdicts"]
@@ -29,10 +31,20 @@ class SandboxWorker:
     """Verdicts for one task's candidates at a time; its zygotes are reused across calls."""
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.executor = SerialExecutor(limits or Limits())
+        self.limits = limits or Limits()
+        self.executor = SerialExecutor(self.limits)
 
     def score(self, task: Task, candidates: Sequence[str], mutants: bool) -> list[Verdict]:
         return self.executor.score([(task, list(candidates))], mutants=mutants)[0]
+
+    def complete(self, task: Task, candidates: Sequence[str]) -> list[str]:
+        """The candidates completed (:mod:`sandbox.completion`): the expression of each
+        ``assert EXPR == VALUE`` (and ``is None/True/False``) observed at the task's slot on the
+        unmutated library and its value filled in; other candidates as written."""
+        exprs = [observed_expression(c) for c in candidates]
+        asked = [f"({e})" for e in exprs if e is not None]
+        seen = iter(observe(task, asked, limits=self.limits) if asked else [])
+        return [complete(c, next(seen).to_dict()).text if e is not None else c for c, e in zip(candidates, exprs)]
 
     def pid(self) -> int:
         return os.getpid()

@@ -53,6 +53,7 @@ def test_two_iterations_on_local_ray(local_ray, tiny_model_dir, small_tasks_file
                 "time/reward_s", "time/learn_s", "time/wait_s", "perf/samples_per_s", "rewards/trident/mean"):
         assert all(m.get(key) is not None for m in metrics), key
     assert metrics[1]["rl/staleness"] == 1.0  # iteration 1 was sampled while the learner trained on 0
+    assert all("rl/completed" in m for m in metrics)  # completion is on by default
     samples = rows(out / "samples.jsonl")
     assert len(samples) == 2 * 4 * 2  # iterations x tasks x samples, each with its verdict
     assert all(s["status"] != "infra" for s in samples)
@@ -95,6 +96,18 @@ def test_resume_continues_at_the_next_iteration_with_the_same_batch(local_ray, t
         run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=4, tasks_per_iteration=5))
     with pytest.raises(RLError, match="resume it"):
         run(tiny(tiny_model_dir, small_tasks_file, stopped, iterations=4, resume=False))
+
+
+def test_the_sandbox_worker_completes_what_a_sample_asserts(small_tasks):
+    from rl.rewarding import SandboxWorker
+
+    task = next(t for t in small_tasks if t.observations and any(o["kind"] == "literal" for o in t.observations.values()))
+    name, seen = next((k, o) for k, o in task.observations.items() if o["kind"] == "literal")
+    worker = SandboxWorker()
+    done = worker.complete(task, [f"assert {name} == 'guessed'", f"assert {name} != 'guessed'", "assert x =="])
+    assert done == [f"assert {name} == {seen['text']}" if seen["text"] not in ("None", "True", "False")
+                    else f"assert {name} is {seen['text']}", f"assert {name} != 'guessed'", "assert x =="]
+    assert worker.score(task, done[:1], mutants=False)[0].passed
 
 
 def test_killed_sandbox_actor_still_gives_one_reward_per_sample(local_ray, small_tasks):
