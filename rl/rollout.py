@@ -50,6 +50,7 @@ class RolloutConfig:
     start_temperature: float = field(default=1.0, metadata={"help": "edit: draw each sample's start among its task's candidates with probability proportional to exp(log-likelihood / start_temperature), an action the learner trains (the evaluation takes the most likely); 0 = always the most likely, not learned"})
     start_top: int = field(default=8, metadata={"help": "edit: the start is drawn among the task's this many most likely candidates (the learner re-scores them every minibatch)"})
     start_draw: Literal["sample", "all"] = field(default="sample", metadata={"help": "edit: sample: each sample's start drawn from π(c); all: the task's candidates in turn (each once when samples = start_top), the start term weighted by π(c) so its gradient is the exact expectation over the choice"})
+    own_share: float = field(default=0.5, metadata={"help": "edit: this share of each task's samples (the last ones of its group) is the policy's own, denoised from an all-[MASK] slot with no retrieved start (their start term weighs 0); the rest edit a start; so what the policy proposes is learned, not only which fixed start it picks"})
     mask_share: float = field(default=0.3, metadata={"help": "edit: besides the positions the critic doubts, mask a share of the start's other positions, drawn per sample from U(0, mask_share), so that every sample has something to decide"})
     sampler: SamplerConfig = field(default_factory=_default_sampler, metadata={"help": "sampler settings (temperature > 0 so a task's samples differ; remask critic | confidence | none)"})
 
@@ -63,6 +64,8 @@ class RolloutConfig:
                              f"the learner recomputes would have no log-probability); lower the temperature instead")
         if not 0.0 <= self.mask_share <= 1.0:
             raise ValueError(f"rollout.mask_share={self.mask_share} must lie in [0, 1]")
+        if not 0.0 <= self.own_share <= 1.0:
+            raise ValueError(f"rollout.own_share={self.own_share} must lie in [0, 1]")
         if self.start_temperature < 0:
             raise ValueError(f"rollout.start_temperature={self.start_temperature} must be >= 0 (0 = the most likely start)")
         if self.start_draw not in ("sample", "all"):
@@ -213,6 +216,8 @@ class RolloutWorker:
                 starts = edit_starts(model, self.encoder, tasks, self.retriever, retrieve_k=cfg.retrieve_k,
                                      adapt_cap=cfg.adapt_cap)
             rows = [r for r in start_rows(self.encoder, tasks, starts) for _ in range(G)]
+        if cfg.start == "edit":
+            rows = self._own_rows(tasks, rows, choice)
         batch = collate(rows, model.special, 0.0).to(model.device)
         ids = batch.input_ids
         L = model.slot_len
@@ -234,6 +239,28 @@ class RolloutWorker:
                         group=group, texts=texts, input_ids=ids.cpu(), attention_mask=batch.attention_mask.cpu(),
                         trajectory=result.trajectory, final_log_v=final_log_v, start=choice,
                         seconds=time.perf_counter() - t0, start_texts=start_texts)
+
+    def own_samples(self) -> int:
+        """Samples of each group that are the policy's own (see ``RolloutConfig.own_share``)."""
+        return round(self.cfg.samples * self.cfg.own_share) if self.cfg.start == "edit" else self.cfg.samples
+
+    def _own_rows(self, tasks: Sequence[Task], rows: list[Encoded], choice: StartChoice | None) -> list[Encoded]:
+        """``rows`` with the last :meth:`own_samples` of each task's group replaced by its prompt and
+        an all-[MASK] slot; their start term (``choice``) weighs 0."""
+        G, own = self.cfg.samples, self.own_samples()
+        if not own:
+            return rows
+        rows = list(rows)
+        blank = start_rows(self.encoder, tasks, None)
+        mine = torch.zeros(len(rows), dtype=torch.bool)
+        for i in range(len(tasks)):
+            for j in range((i + 1) * G - own, (i + 1) * G):
+                rows[j] = blank[i]
+                mine[j] = True
+        if choice is not None:
+            weight = choice.weight if choice.weight is not None else torch.ones(len(rows))
+            choice.weight = torch.where(mine, torch.zeros_like(weight), weight)
+        return rows
 
     def _choose_starts(self, tasks: Sequence[Task], seed: int) -> tuple[StartChoice, list[Encoded]]:
         """Draw ``samples`` starts per task among its ``start_top`` most likely candidates (a task

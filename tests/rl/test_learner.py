@@ -180,7 +180,7 @@ def wide_rollouts(tiny_tokenizer, small_tasks, tmp_path_factory):
     DiffusionLM.build(cfg, tiny_tokenizer, slot_len=64, max_prompt=48, seed=0).save(folder)
     train = [t for t in small_tasks if t.split == "train"]
     # an untrained model's likelihoods differ by many nats: a high temperature spreads the draws
-    worker = RolloutWorker(str(folder), RolloutConfig(samples=4, mask_share=0.3, start_temperature=50.0), train)
+    worker = RolloutWorker(str(folder), RolloutConfig(samples=4, mask_share=0.3, start_temperature=50.0, own_share=0.0), train)
     return folder, worker, worker.rollout(train[:5], iteration=0, seed=5), train[:5]
 
 
@@ -247,7 +247,7 @@ def test_an_enumerated_start_takes_every_candidate_weighted_by_its_probability(w
 
     model_dir, _, _, tasks = wide_rollouts
     train = [t for t in small_tasks if t.split == "train"]
-    worker = RolloutWorker(str(model_dir), RolloutConfig(samples=4, start_top=4, start_draw="all", mask_share=0.3,
+    worker = RolloutWorker(str(model_dir), RolloutConfig(samples=4, start_top=4, start_draw="all", mask_share=0.3, own_share=0.0,
                                                          start_temperature=50.0), train)
     ro = worker.rollout(tasks, iteration=0, seed=5)
     st = ro.start
@@ -339,3 +339,20 @@ def test_split_credit_gives_the_start_its_own_reward_and_the_edits_their_change(
 
     with pytest.raises(RLError, match="start_temperature > 0"):
         RLConfig(learner=LearnerConfig(credit="split"), rollout=RolloutConfig(start_temperature=0.0))
+
+
+def test_half_of_each_group_is_the_policys_own_sample(tiny_model_dir, small_tasks):
+    from rl.rollout import RolloutConfig, RolloutWorker
+
+    train = [t for t in small_tasks if t.split == "train"]
+    worker = RolloutWorker(str(tiny_model_dir), RolloutConfig(samples=4, own_share=0.5, mask_share=0.3), train)
+    ro = worker.rollout(train[:3], iteration=0, seed=0)
+    assert worker.own_samples() == 2
+    L = worker.model.slot_len
+    for i in range(3):
+        starts = ro.start_texts[i * 4:(i + 1) * 4]
+        assert starts[2:] == ["", ""]  # the last two began from an all-[MASK] slot: nothing retrieved
+        assert all(s for s in starts[:2])  # the first two edit a retrieved start
+        # the own rows' slots were all [MASK] when the trajectory began; their start term weighs 0
+        assert ro.start.weight[i * 4 + 2:(i + 1) * 4].eq(0).all() and ro.start.weight[i * 4:i * 4 + 2].gt(0).all()
+    assert ro.input_ids[:, -L:].eq(worker.model.special.mask).all(dim=1)[2::4].all()
