@@ -73,6 +73,7 @@ class PipelineConfig:
     sft: SFTConfig = field(default_factory=SFTConfig, metadata={"help": "stage sft (tasks, out, tokenizer and, with a teacher, loss are set by the pipeline)"})
     rl: RLConfig = field(default_factory=RLConfig, metadata={"help": "stage rl (model, tasks and out are set by the pipeline)"})
     eval: EvalJobConfig = field(default_factory=EvalJobConfig, metadata={"help": "stage eval on the test split: sft and rl against the baselines (models, tasks, out are set by the pipeline)"})
+    seeds: list[int] = field(default_factory=list, metadata={"help": "run the model stages once per seed, in ROOT/NAME/seed-S/ (mine and tokenizer once, shared), every stage's seed set to S; then seeds.md and seeds.json give each system's mean and range over the seeds and the paired differences per seed ([] = one run with the stages' own seeds)"})
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -83,6 +84,8 @@ class PipelineConfig:
             raise ValueError("start=teacher, but this pipeline has no teacher stage; set teacher: {...} or start from sft")
         if self.until == "teacher" and self.teacher is None:
             raise ValueError("until=teacher, but this pipeline has no teacher stage; set teacher: {...} or stop at sft")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={self.seeds} repeats a seed; give distinct seeds")
 
 
 # ---------------------------------------------------------------------------------- stages
@@ -98,19 +101,40 @@ def plan(cfg: PipelineConfig) -> dict[str, Any]:
         "mine": replace(cfg.mine, out=tasks, summary=None),
         "tokenizer": cfg.tokenizer,
     }
-    sft = replace(cfg.sft, tasks=tasks, out=root / "sft", tokenizer=tokenizer)
+    for seed in cfg.seeds or [None]:
+        stages.update(_model_stages(cfg, root, tasks, tokenizer, seed))
+    return stages
+
+
+def seed_folder(seed: int) -> str:
+    return f"seed-{seed}"
+
+
+def _model_stages(cfg: PipelineConfig, root: Path, tasks: Path, tokenizer: Path, seed: int | None) -> dict[str, Any]:
+    """teacher, sft, rl and eval, in ROOT/NAME/ or, for one of several seeds, ROOT/NAME/seed-S/
+    (stage names ``seed-S/sft`` and so on) with every stage's seed set to S."""
+    where = root if seed is None else root / seed_folder(seed)
+    key = (lambda name: name) if seed is None else (lambda name: f"{seed_folder(seed)}/{name}")
+    seeded = (lambda c: c) if seed is None else (lambda c: replace(c, seed=seed))
+    stages: dict[str, Any] = {}
+    sft = seeded(replace(cfg.sft, tasks=tasks, out=where / "sft", tokenizer=tokenizer))
     runs = {}
     if cfg.teacher is not None:
-        stages["teacher"] = replace(cfg.teacher, tasks=tasks, out=root / "teacher", tokenizer=tokenizer)
-        sft = replace(sft, loss=LossConfig(components=cfg.kd, teacher=root / "teacher" / "final"))
-        runs["teacher"] = root / "teacher"
-    stages["sft"] = sft
-    stages["rl"] = replace(cfg.rl, model=root / "sft" / "final", tasks=tasks, out=root / "rl")
-    models = {"sft": root / "sft" / "final", "rl": root / "rl" / "final"}
+        stages[key("teacher")] = seeded(replace(cfg.teacher, tasks=tasks, out=where / "teacher", tokenizer=tokenizer))
+        sft = replace(sft, loss=LossConfig(components=cfg.kd, teacher=where / "teacher" / "final"))
+        runs["teacher"] = where / "teacher"
+    stages[key("sft")] = sft
+    stages[key("rl")] = seeded(replace(cfg.rl, model=where / "sft" / "final", tasks=tasks, out=where / "rl"))
+    models = {"sft": where / "sft" / "final", "rl": where / "rl" / "final"}
     if cfg.teacher is not None:
-        models["teacher"] = root / "teacher" / "final"
-    stages["eval"] = replace(cfg.eval, models=models, tasks=tasks, out=root / "eval", runs=runs)
+        models["teacher"] = where / "teacher" / "final"
+    stages[key("eval")] = seeded(replace(cfg.eval, models=models, tasks=tasks, out=where / "eval", runs=runs))
     return stages
+
+
+def _kind(name: str) -> str:
+    """The stage a (possibly per-seed) stage name is: ``seed-1/rl`` -> ``rl``."""
+    return name.rsplit("/", 1)[-1]
 
 
 def _mine(c: MineConfig) -> str:
@@ -160,6 +184,7 @@ def _eval(c: EvalJobConfig) -> str:
 
 
 def _runner(name: str, stage_cfg: Any, stages: dict[str, Any], root: Path) -> Callable[[], str]:
+    name = _kind(name)
     if name == "mine":
         return lambda: _mine(stage_cfg)
     if name == "tokenizer":
@@ -230,22 +255,26 @@ def run(cfg: PipelineConfig) -> dict[str, Any]:
     root = cfg.root / cfg.name
     stages = plan(cfg)
     order = list(stages)
-    if cfg.start is not None and cfg.start not in order:
-        raise TridentError(f"--from {cfg.start}: this pipeline's stages are {', '.join(order)}")
-    first = order.index(cfg.start) if cfg.start else 0
-    last = order.index(cfg.until) if cfg.until else len(order) - 1
+    kinds = list(dict.fromkeys(_kind(n) for n in order))
+    if cfg.start is not None and cfg.start not in kinds:
+        raise TridentError(f"--from {cfg.start}: this pipeline's stages are {', '.join(kinds)}")
+    # With seeds, --from and --until name a stage of every seed: positions are by stage kind.
+    first = kinds.index(cfg.start) if cfg.start else 0
+    last = kinds.index(cfg.until) if cfg.until else len(kinds) - 1
     if first > last:
         raise TridentError(f"--from {cfg.start} comes after --until {cfg.until}: nothing to run")
-    for name in order[:first]:  # checked before anything moves or runs
+    position = {name: kinds.index(_kind(name)) for name in order}
+    for name in [n for n in order if position[n] < first]:  # checked before anything moves or runs
         if _finished(root / name) is None:
             raise TridentError(f"--from {cfg.start}: stage {name} before it has not finished in '{root}'; run without "
                                f"--from (finished stages are skipped) or --from {name}")
     root.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, root / "pipeline.yaml")
-    print(f"pipeline '{root}': stages {' -> '.join(order[first:last + 1])}", flush=True)
+    print(f"pipeline '{root}': stages {' -> '.join(n for n in order if first <= position[n] <= last)}", flush=True)
     status: dict[str, str] = {}
     t_all = time.perf_counter()
-    for i, name in enumerate(order):
+    for name in order:
+        i = position[name]
         folder = root / name
         if i < first:
             status[name] = "skipped"
@@ -276,6 +305,11 @@ def run(cfg: PipelineConfig) -> dict[str, Any]:
           + ", ".join(f"{k} {v}" for k, v in status.items()), flush=True)
     if status.get("eval") in ("ran", "skipped"):
         print(f"report: {root / 'eval' / 'report.md'}")
+    evals = [root / seed_folder(s) / "eval" / "eval.json" for s in cfg.seeds]
+    if cfg.seeds and all(p.is_file() for p in evals):
+        from .seeds import write_seeds
+
+        print(f"seeds: {write_seeds(root, dict(zip(cfg.seeds, evals)))}")
     return status
 
 

@@ -101,6 +101,51 @@ def test_plan_wires_every_stage_to_the_ones_before(tmp_path):
     assert "teacher" not in no_teacher and no_teacher["sft"].loss.teacher is None
 
 
+def test_seeds_share_mine_and_tokenizer_and_run_each_model_stage_per_seed(tmp_path):
+    from trident.config import load_config
+    from trident.pipeline import PipelineConfig, plan
+
+    stages = plan(load_config(PipelineConfig, tiny_config(tmp_path), [f"root={tmp_path}", "seeds=[3,4]"]))
+    root = tmp_path / "tiny"
+    assert list(stages) == ["mine", "tokenizer"] + [f"seed-{s}/{k}" for s in (3, 4) for k in ("teacher", "sft", "rl", "eval")]
+    for s in (3, 4):
+        where = root / f"seed-{s}"
+        assert all(stages[f"seed-{s}/{k}"].seed == s for k in ("teacher", "sft", "rl", "eval"))
+        assert stages[f"seed-{s}/rl"].model == where / "sft" / "final"
+        assert stages[f"seed-{s}/sft"].loss.teacher == where / "teacher" / "final"
+        assert stages[f"seed-{s}/eval"].models["rl"] == where / "rl" / "final"
+        assert stages[f"seed-{s}/sft"].tasks == root / "mine" / "tasks.jsonl"
+    with pytest.raises(Exception, match="repeats a seed"):
+        load_config(PipelineConfig, tiny_config(tmp_path), ["seeds=[1,1]"])
+
+
+def test_seeds_summary_gives_mean_range_and_paired_differences(tmp_path):
+    from trident.seeds import summarise, write_seeds
+
+    def evaluation(kill_sft, kill_rl):
+        def system(kind, kill, **extra):
+            return {"kind": kind, "metrics": {"pass@1": {"mean": 0.9}, "kill": {"mean": kill}, "length": {"mean": 30.0}},
+                    **extra}
+        return {"split": "test", "tasks": 10, "systems": {
+            "observed": system("baseline", 0.3),
+            "sft": system("model", kill_sft, diff={}, vs={"observed": {"kill": {"diff": kill_sft - 0.3, "lo": -0.1, "hi": 0.1}}}),
+            "rl": system("model", kill_rl, diff={"kill": {"diff": kill_rl - kill_sft, "lo": 0.01, "hi": 0.2}},
+                         vs={"observed": {"kill": {"diff": kill_rl - 0.3, "lo": 0.0, "hi": 0.3}}})}}
+
+    evals = {0: evaluation(0.2, 0.4), 1: evaluation(0.25, 0.35), 2: evaluation(0.3, 0.5)}
+    out = summarise(evals)
+    assert out["systems"]["rl"]["kill"]["mean"] == pytest.approx(0.4166666, abs=1e-6)
+    assert (out["systems"]["rl"]["kill"]["min"], out["systems"]["rl"]["kill"]["max"]) == (0.35, 0.5)
+    rl_sft = next(p for p in out["paired"] if p["system"] == "rl" and p["against"] == "sft" and p["metric"] == "kill")
+    assert rl_sft["mean"] == pytest.approx(0.1666666, abs=1e-6) and rl_sft["above_0"] == 3
+    assert rl_sft["interval_above_0"] == 3 and 0 < rl_sft["lo"] < rl_sft["mean"] < rl_sft["hi"]
+    for seed, e in evals.items():
+        (tmp_path / f"{seed}.json").write_text(__import__("json").dumps(e))
+    text = write_seeds(tmp_path, {s: tmp_path / f"{s}.json" for s in evals}).read_text()
+    assert "| rl | 90.0 [90.0, 90.0] | 41.7 [35.0, 50.0] | 30 [30, 30] |" in text
+    assert "| rl − observed | kill |" in text
+
+
 def test_bad_stage_names_are_one_clear_error(tmp_path):
     r = trident("pipeline", "--config", str(tiny_config(tmp_path)), "--from", "train", f"root={tmp_path}")
     assert r.returncode == 2 and "start" in r.stderr and "Traceback" not in r.stderr
