@@ -81,6 +81,7 @@ class EvalJobConfig:
     runs: dict[str, Path] = field(default_factory=dict, metadata={"help": "extra run folders whose curves the report plots (label -> folder); the models' own run folders are found by themselves"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     completion: bool = field(default=True, metadata={"help": "complete the models' assertions: the value of `assert EXPR == VALUE` (and `is None/True/False`) observed on the unmutated library and filled in (sandbox.completion); each model also gets a NAME:written row without it"})
+    ranker_samples: list[Path] = field(default_factory=list, metadata={"help": "samples.jsonl files of RL runs: executed candidates of training tasks that each model's ranker (rl.ranker) is fit on; each model then also gets NAME:ranked (its k samples' best by the ranker) and NAME:likely (their best by likelihood) rows; [] = no ranker"})
     compare: list[str] = field(default_factory=lambda: ["observed"], metadata={"help": "systems every model gets paired differences against (file-clustered), beside the first model"})
 
     def __post_init__(self) -> None:
@@ -174,7 +175,47 @@ def _generate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg
         greedy = [row[0] for row in done]
         completion[name] = {"completable": sum(c.expression is not None for c in greedy) / len(tasks),
                             "filled": sum(c.filled for c in greedy) / len(tasks)}
+    for name, path in models.items():
+        if cfg.ranker_samples and cfg.k:
+            out = outputs[name]
+            out["ranker"] = _rank(Path(path), tasks, train, out["samples"], cfg)
+            if "error" not in out["ranker"]:
+                systems[name + ":ranked"] = out["ranker"].pop("ranked")
+                systems[name + ":likely"] = out["ranker"].pop("likely")
     return outputs, completion
+
+
+def _rank(path: Path, tasks: list[Task], train: list[Task], samples: list[list[str]], cfg: EvalJobConfig) -> dict[str, Any]:
+    """The model's ranker (``rl.ranker``), fit on the executed training candidates of
+    ``cfg.ranker_samples``, applied to each task's samples: the best by the ranker and by
+    likelihood, each sample's P(pass) and P(kill | pass); or ``{"error": why}``."""
+    from pretrain.data import DataConfig, Encoder
+    from pretrain.model import DiffusionLM
+    from rl.ranker import executed, features, fit
+
+    found = [p for p in cfg.ranker_samples if Path(p).is_file()]
+    if not found:
+        return {"error": f"no samples file among {[str(p) for p in cfg.ranker_samples]}"}
+    by_id = {t.id: t for t in train}
+    ex = executed(found, set(by_id))
+    model = DiffusionLM.load(path).eval()
+    encoder = Encoder(model.tokenizer, DataConfig(slot_len=model.slot_len, max_prompt=model.max_prompt))
+    try:
+        ranker = fit(features(model, encoder, [by_id[e.task_id] for e in ex], [e.text for e in ex]),
+                     [e.passed for e in ex], [e.killed for e in ex])
+    except ValueError as err:
+        return {"error": str(err)}
+    flat = [(t, x) for t, row in zip(tasks, samples) for x in row]
+    x = features(model, encoder, [t for t, _ in flat], [c for _, c in flat])
+    score, likely = ranker.score(x), x[:, -1]
+    ranked, best_likely, k = [], [], 0
+    for row in samples:
+        idx = range(k, k + len(row))
+        ranked.append(row[max(idx, key=lambda i: float(score[i])) - k] if row else "")
+        best_likely.append(row[max(idx, key=lambda i: float(likely[i])) - k] if row else "")
+        k += len(row)
+    return {"ranked": ranked, "likely": best_likely, "p_pass": ranker.p_pass(x).tolist(),
+            "p_kill": ranker.p_kill(x).tolist(), "trained_on": ranker.trained_on}
 
 
 def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg: EvalJobConfig) -> dict[str, Any]:
@@ -246,6 +287,17 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
         curves[name] = [{"steps": steps, "pass": b["mean"], "lo": b["lo"], "hi": b["hi"]} for steps, b in
                         zip(cfg.steps, interval(rows, "pass@1") if rows else [])]
         offset += k + S
+        rk = outputs[name].get("ranker")
+        if rk is not None and "error" not in rk:
+            flat = [(i, v) for i in keep for v in sample_verdicts[name][i]]
+            pp = [rk["p_pass"][i * k + s] for i in keep for s in range(len(sample_verdicts[name][i]))]  # k per task
+            pk = [rk["p_kill"][i * k + s] for i in keep for s in range(len(sample_verdicts[name][i]))]
+            passed = [v.passed for _, v in flat]
+            among = [n for n, (i, v) in enumerate(flat) if v.passed and tasks[i].mutants]
+            rk.update({"auroc_pass": auroc(pp, passed), "auroc_kill_given_pass": auroc([pk[n] for n in among],
+                                                                                    [bool(flat[n][1].kills) for n in among]),
+                       "samples": len(flat), "passing_with_mutants": len(among)})
+            del rk["p_pass"], rk["p_kill"]
         g = names.index(name + WRITTEN) if name + WRITTEN in names else names.index(name)
         predicted = [outputs[name]["values"][i] for i in keep]
         passed = [int(verdicts[i][g].passed) for i in keep]
@@ -253,7 +305,7 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
 
     report_systems: dict[str, dict[str, Any]] = {}
     for name in names:
-        base = name.removesuffix(WRITTEN)
+        base = name.split(":", 1)[0]
         kind = "baseline" if name in BASELINES else "model"
         entry: dict[str, Any] = {"kind": kind, "metrics": {}}
         if kind == "baseline":
@@ -287,6 +339,7 @@ def evaluate(models: dict[str, Path], tasks: list[Task], train: list[Task], cfg:
         "clusters": {key: len(set(c)) for key, c in clusters.items()},
         "task_file": str(cfg.tasks), "metrics": [m for m in METRICS if m != "pass@k" or cfg.k],
         "systems": report_systems, "completion": completion,
+        "ranker": {n: outputs[n]["ranker"] for n in models if "ranker" in outputs[n]},
         "samples": {n: [{"task": tasks[i].id, "target": tasks[i].target, "candidate": systems[n][i]}
                         for i in range(min(8, len(tasks)))] for n in names},
         "steps_curve": curves, "calibration": calibration,

@@ -128,7 +128,8 @@ def _model_stages(cfg: PipelineConfig, root: Path, tasks: Path, tokenizer: Path,
     models = {"sft": where / "sft" / "final", "rl": where / "rl" / "final"}
     if cfg.teacher is not None:
         models["teacher"] = where / "teacher" / "final"
-    stages[key("eval")] = seeded(replace(cfg.eval, models=models, tasks=tasks, out=where / "eval", runs=runs))
+    stages[key("eval")] = seeded(replace(cfg.eval, models=models, tasks=tasks, out=where / "eval", runs=runs,
+                                         ranker_samples=[where / "rl" / "samples.jsonl"]))
     return stages
 
 

@@ -446,6 +446,28 @@ def _vs_table(evaluation: dict) -> list[str]:
             "an interval above 0 means the model beats it.", ""] + _table(["model"] + metrics, rows) + [""]
 
 
+def _ranker_section(evaluation: dict) -> list[str]:
+    """Each model's ranker: what it was fit on and how well it ranks the model's samples here."""
+    rankers = evaluation.get("ranker") or {}
+    if not rankers:
+        return []
+    lines = ["## The critic as ranker", "",
+             "Fit on executed candidates of training tasks only (RL's samples), on the model's own features; AUROC on "
+             "this split's samples (completed): P(pass) against passing, P(kill | pass) against killing at least one "
+             "mutant among the passing samples of tasks with mutants. `NAME:ranked` takes each task's best sample by "
+             "the ranker, `NAME:likely` by likelihood.", ""]
+    rows = []
+    for name, r in rankers.items():
+        if "error" in r:
+            rows.append([name, f"not fit: {r['error']}", DASH, DASH])
+            continue
+        t = r["trained_on"]
+        rows.append([name, f"{t['candidates']:.0f} candidates, {t['passed']:.0f} passing, {t['killed']:.0f} killing",
+                     f"{r['auroc_pass']:.3f} ({r['samples']} samples)",
+                     f"{r['auroc_kill_given_pass']:.3f} ({r['passing_with_mutants']} passing)"])
+    return lines + _table(["model", "fit on", "AUROC pass", "AUROC kill | pass"], rows) + [""]
+
+
 def _systems(evaluation: dict) -> list[str]:
     lines = ["## Systems", ""]
     for name, s in evaluation["systems"].items():
@@ -506,6 +528,7 @@ def write_report(evaluation: dict, out: Path, runs: Mapping[str, Path] = {}) -> 
     if best is not None:
         lines += [f"Best model on pass@1: **{best}**.", ""]
     lines += (_how_to_read(evaluation) + _main_table(evaluation) + _vs_table(evaluation) + _diff_table(evaluation)
+              + _ranker_section(evaluation)
               + _systems(evaluation)
               + _plot_section(plots) + _sample_table(evaluation) + _settings(evaluation))
     path = out / "report.md"
