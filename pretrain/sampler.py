@@ -7,8 +7,7 @@ commits at step k.
 One step: run the model on the current slot state x_k, build the *sampling distribution* at
 every slot position (:func:`sampling_log_probs`), draw a candidate token everywhere, then commit
 the candidates at the best-scored masked positions of the active window, and optionally remask a
-few committed ones. The pitfalls this module is built around (measured on a tiny model, see
-FACTS.md: a whole-slot confidence-ordered sampler commits the very confident trailing
+few committed ones. The pitfalls this module is built around (measured on a tiny model: a whole-slot confidence-ordered sampler commits the very confident trailing
 [PAD]/[EOS] first and collapses to ``assert``):
 
 - [PAD] is never an action. After the first [EOS] every position is [PAD] automatically
@@ -26,7 +25,7 @@ FACTS.md: a whole-slot confidence-ordered sampler commits the very confident tra
 RL: ``log π(a_k | x_k) = Σ_{i∈U_k} log p(a_{k,i} | x_k)`` under exactly the distribution that was
 sampled from. :class:`Trajectory` records x_k, U_k, a_k and these sums; :func:`recompute_logprobs`
 recomputes them differentiably. Which positions are chosen (U_k) is treated as part of the
-environment, as in DESIGN.md; only the token choices carry the policy's log-probability.
+environment; only the token choices carry the policy's log-probability.
 """
 
 from __future__ import annotations

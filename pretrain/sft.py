@@ -309,7 +309,7 @@ class Step:
 
     def critic_input(self, batch: Batch, corr: Corrupted, slot_logits: torch.Tensor,
                      generator: torch.Generator, sampled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The critic's input (B, T) and its labels on the slot (B, L) (DESIGN.md, two-pass).
+        """The critic's input (B, T) and its labels on the slot (B, L) (two passes).
 
         Masked slot positions get the generator's own samples from ``slot_logits`` (B, L, V),
         except a random share per row (up to ``keep_masked``) that stays [MASK]. Label 1 = the
@@ -579,7 +579,7 @@ class Trainer:
 
     def save(self, model: DiffusionLM, loss: DiffusionLoss, components: Components, opt, sched, gen: torch.Generator,
              cursor: Cursor, step: int) -> Path:
-        """Write ``checkpoints/step_N`` atomically, then point ``latest`` at it (STYLE.md #8)."""
+        """Write ``checkpoints/step_N`` atomically, then point ``latest`` at it."""
         root = self.out / CHECKPOINTS
         root.mkdir(parents=True, exist_ok=True)
         name = f"step_{step:07d}"

@@ -12,7 +12,7 @@ tokens, and the only reward is the terminal one, R, after the last valid step. T
 - ``groups`` (N,) long: which samples share a prompt (for ``group`` and ``group_mean``).
 
 Every estimator returns advantages (N, K), zero where ``mask`` is False. Pure tensor math, no
-Ray, no I/O (STYLE.md #5). A user estimator registers with ``@register_advantage("name")`` and
+Ray, no I/O. A user estimator registers with ``@register_advantage("name")`` and
 takes the same keywords (it may ignore those it does not need).
 """
 

@@ -4,7 +4,7 @@ KL to the frozen SFT reference, step subsampling, explained variance.
 Shapes: N samples, K denoising steps, L slot positions. A step's log-probability is that of the
 action it took — the tokens it committed — ``log π(a_k|x_k) = Σ_{i∈U_k} log p(a_{k,i} | x_k)``,
 recorded by the sampler for the behaviour policy (``old``) and recomputed by the learner
-(``new``, ``ref``). Pure tensor math, no Ray, no I/O (STYLE.md #5).
+(``new``, ``ref``). Pure tensor math, no Ray, no I/O.
 """
 
 from __future__ import annotations
