@@ -7,8 +7,9 @@ commits at step k.
 One step: run the model on the current slot state x_k, build the *sampling distribution* at
 every slot position (:func:`sampling_log_probs`), draw a candidate token everywhere, then commit
 the candidates at the best-scored masked positions of the active window, and optionally remask a
-few committed ones. The pitfalls this module is built around (measured on a tiny model: a whole-slot confidence-ordered sampler commits the very confident trailing
-[PAD]/[EOS] first and collapses to ``assert``):
+few committed ones. The pitfalls this module is built around (measured on a tiny model: a
+whole-slot confidence-ordered sampler commits the very confident trailing [PAD]/[EOS] first and
+collapses to ``assert``):
 
 - [PAD] is never an action. After the first [EOS] every position is [PAD] automatically
   ("forced", not recorded as an action, never remasked); a [PAD] with no [EOS] before it is a
