@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from .execution import Verdict
 from .isolation import TIERS, Confinement, Tier
-from .tasks import Task, TaskFormatError, load_tasks
+from .tasks import Task, TaskFormatError, load_tasks, read_rows
 from .zygote import ZygoteServer, job_for
 
 
@@ -165,22 +165,7 @@ def _not_repeated(first: Verdict, again: Verdict) -> Verdict:
 
 
 def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise TaskFormatError(f"candidate file '{path}' not found")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) or not isinstance(row.get("candidate"), str):
-                raise TaskFormatError(f'{path}:{lineno}: expected {{"task_id": str, "candidate": str}}')
-            rows.append(row)
-    return rows
+    return read_rows(path, ("task_id", "candidate"), "candidate file")
 
 
 def score_file(tasks_path: str | os.PathLike, candidates_path: str | os.PathLike, out: str | os.PathLike,

@@ -93,17 +93,25 @@ def _is_expected(node: ast.expr) -> bool:
     return _is_literal(node) or _is_approx(node)
 
 
-def _parse_form(candidate: str) -> _Form | None:
+def _one_comparison(source: str) -> tuple[ast.Assert, ast.Compare] | None:
+    """The assert statement and its comparison when ``source`` is one ``assert A <op> B[, MSG]``."""
     try:
-        tree = ast.parse(candidate)
+        tree = ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return None
     stmt = tree.body[0]
-    test = stmt.test
-    if not isinstance(test, ast.Compare) or len(test.ops) != 1:
+    if not isinstance(stmt.test, ast.Compare) or len(stmt.test.ops) != 1:
         return None
+    return stmt, stmt.test
+
+
+def _parse_form(candidate: str) -> _Form | None:
+    found = _one_comparison(candidate)
+    if found is None:
+        return None
+    stmt, test = found
     op, left, right = test.ops[0], test.left, test.comparators[0]
     if isinstance(op, ast.Eq):
         if _is_expected(right) and not _is_expected(left):
@@ -161,16 +169,10 @@ def _target(observation: dict) -> tuple[type[ast.cmpop], str] | None:
 
 def _matches(source: str, form: _Form, op: type[ast.cmpop], value: ast.expr) -> bool:
     """Whether ``source`` parses to ``assert <form.expr> <op> <value>[, <form.msg>]``."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+    found = _one_comparison(source)
+    if found is None or not isinstance(found[1].ops[0], op):
         return False
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        return False
-    stmt = tree.body[0]
-    test = stmt.test
-    if not isinstance(test, ast.Compare) or len(test.ops) != 1 or not isinstance(test.ops[0], op):
-        return False
+    stmt, test = found
     if ast.dump(test.left) != ast.dump(form.expr) or ast.dump(test.comparators[0]) != ast.dump(value):
         return False
     if form.msg is None:

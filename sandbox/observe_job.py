@@ -17,7 +17,7 @@ from typing import Any
 
 from .api import Limits
 from .pool import Pool
-from .tasks import TaskFormatError, load_tasks
+from .tasks import TaskFormatError, load_tasks, read_rows
 
 __all__ = ["ObserveConfig", "observe_job", "read_expressions"]
 
@@ -43,21 +43,7 @@ class ObserveConfig:
 
 
 def read_expressions(path: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise TaskFormatError(f"expression file '{path}' not found")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) or not isinstance(row.get("expression"), str):
-                raise TaskFormatError(f'{path}:{lineno}: expected {{"task_id": str, "expression": str}}')
-            rows.append(row)
+    rows = read_rows(path, ("task_id", "expression"), "expression file")
     if not rows:
         raise TaskFormatError(f"expression file '{path}' has no rows; write one {{\"task_id\", \"expression\"}} per line")
     return rows

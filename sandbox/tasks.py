@@ -176,3 +176,25 @@ def load_tasks(path: str | os.PathLike, split: str | None = None) -> list[Task]:
     if split is not None and split not in SPLITS:
         raise TaskFormatError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     return [t for t in iter_tasks(path) if split is None or t.split == split]
+
+
+def read_rows(path: str | os.PathLike, keys: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    """The rows of a JSONL input file (candidates to score, expressions to observe), each an
+    object with a string under every one of ``keys``; one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFormatError(f"{what} '{path}' not found")
+    rows = []
+    shape = "{" + ", ".join(f'"{k}": str' for k in keys) + "}"
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TaskFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in keys):
+                raise TaskFormatError(f"{path}:{lineno}: expected {shape}")
+            rows.append(row)
+    return rows

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-JOBS = ["mine", "score", "sft", "seqkd", "rl", "eval", "pipeline", "demo"]
+JOBS = ["mine", "score", "observe", "sft", "seqkd", "rl", "eval", "pipeline", "demo"]
 
 
 def trident(*args, cwd=None):
@@ -75,6 +75,35 @@ def test_mine_and_score_end_to_end(tmp_path):
     assert got[0]["mutants"] == len(tasks[0]["mutants"]) and len(got[0]["kills"]) == len(tasks[0]["mutants"])
     assert set(got[0]) >= {"task_id", "candidate", "status", "reason", "kills", "mutants", "tier", "seconds"}
     assert got[0]["tier"] in ("rlimits", "namespaces")  # the default floor is rlimits
+    # observe what the prefix's names hold, from the command line and from a file
+    names = list(tasks[0]["observations"])
+    assert names, "the mined task carries the observations of its prefix's names"
+    r = trident("observe", "--tasks", str(out), "--task", tasks[0]["id"], "--expr", names[-1], "--expr", "open('x')",
+                "progress=false")
+    assert r.returncode == 0, r.stderr
+    assert f"{names[-1]}  ->  {tasks[0]['observations'][names[-1]]['kind']}" in r.stdout
+    assert "open('x')  ->  none: rejected" in r.stdout and "observed 1 of 2 expressions" in r.stdout
+    exprs = tmp_path / "e.jsonl"
+    exprs.write_text(json.dumps({"task_id": tasks[0]["id"], "expression": names[-1]}) + "\n")
+    r = trident("observe", "--tasks", str(out), "--expressions", str(exprs), "--out", str(tmp_path / "o.jsonl"),
+                "progress=false")
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "o.jsonl").read_text())
+    assert row["observation"] == tasks[0]["observations"][names[-1]]
+
+
+def test_observe_bad_input_is_one_clear_error(tmp_path):
+    r = trident("observe", "--task", "x")
+    assert r.returncode == 2 and "give at least one --expr" in r.stderr and "Traceback" not in r.stderr
+    r = trident("observe")
+    assert r.returncode == 2 and "either --task ID" in r.stderr
+    bad = tmp_path / "e.jsonl"
+    bad.write_text('{"task_id": "t"}\n')
+    from sandbox.tasks import write_tasks
+
+    write_tasks(tmp_path / "t.jsonl", [])
+    r = trident("observe", "--tasks", str(tmp_path / "t.jsonl"), "--expressions", str(bad))
+    assert r.returncode == 1 and 'expected {"task_id": str, "expression": str}' in r.stderr and "Traceback" not in r.stderr
 
 
 def test_score_with_a_bad_tier_names_the_choices(tmp_path):
