@@ -465,7 +465,7 @@ def _ranker_section(evaluation: dict) -> list[str]:
         rows.append([name, f"{t['candidates']:.0f} candidates, {t['passed']:.0f} passing, {t['killed']:.0f} killing",
                      f"{r['auroc_pass']:.3f} ({r['samples']} samples)",
                      f"{r['auroc_kill_given_pass']:.3f} ({r['passing_with_mutants']} passing)"])
-    return lines + _table(["model", "fit on", "AUROC pass", "AUROC kill | pass"], rows) + [""]
+    return lines + _table(["model", "fit on", "AUROC pass", "AUROC kill given pass"], rows) + [""]
 
 
 def _systems(evaluation: dict) -> list[str]:
