@@ -31,7 +31,6 @@ WARNING = "the tasks' own assertions should all pass; check the sandbox"
 SAMPLE_ROWS = 5
 CELL_CHARS = 120  # longer assertions are cut in the sample table
 
-Rows = list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------------------- formatting
