@@ -222,7 +222,16 @@ def test_tiny_pipeline_killed_during_sft_and_rl_resumes_and_reports(tmp_path):
 
     report = (root / "eval" / "report.md").read_text()
     result = json.loads((root / "eval" / "eval.json").read_text())
-    assert list(result["systems"]) == ["targets", "trivial", "most_frequent", "retrieval", "sft", "rl", "teacher"]
+    fitted = [n for n in ("sft", "rl", "teacher") if "error" not in result["ranker"][n]]
+    assert list(result["systems"]) == ["targets", "trivial", "most_frequent", "retrieval", "observed", "observed-all",
+                                       "sft", "sft:written", "rl", "rl:written", "teacher", "teacher:written"] + [
+        f"{n}:{how}" for n in fitted for how in ("ranked", "likely")]
+    assert result["systems"]["observed"]["metrics"]["pass@1"]["mean"] == 1.0  # observed values hold on the original
+    assert {"pass@1", "kill", "length"} <= set(result["systems"]["rl"]["vs"]["observed"])
+    assert result["clusters"]["keep"] >= 1 and "## Against the regression oracle" in report
+    outputs = [json.loads(line) for line in (root / "eval" / "outputs.jsonl").read_text().splitlines()]
+    assert len(outputs) == result["tasks"] * (len(result["systems"]) + 3 * result["k"])  # systems, then 3 models' k samples
+    assert {o["system"] for o in outputs} == set(result["systems"]) and all("status" in o for o in outputs)
     assert result["split"] == "test" and result["tasks"] > 0
     assert result["systems"]["targets"]["metrics"]["pass@1"]["mean"] == 1.0  # the sanity check holds
     assert result["systems"]["targets"]["metrics"]["exact_match"]["mean"] == 1.0
@@ -261,7 +270,8 @@ def test_ray_job_submit_runs_the_tiny_pipeline(ray_head, tmp_path):
     assert "succeeded" in job.stdout.lower()
     root = tmp_path / "runs" / "tiny"
     result = json.loads((root / "eval" / "eval.json").read_text())
-    assert list(result["systems"]) == ["targets", "trivial", "most_frequent", "retrieval", "sft", "rl"]
+    assert list(result["systems"])[:10] == ["targets", "trivial", "most_frequent", "retrieval", "observed",
+                                            "observed-all", "sft", "sft:written", "rl", "rl:written"]
     assert result["systems"]["targets"]["metrics"]["pass@1"]["mean"] == 1.0
     assert "| rl " in (root / "eval" / "report.md").read_text()
     assert "on Ray at" in job.stdout  # the RL stage joined the head the job runs on, not a Ray of its own
