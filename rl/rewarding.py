@@ -19,7 +19,7 @@ import torch
 from rewards.composition import Composition, metrics
 from rewards.execution import SerialExecutor
 from sandbox.api import Limits
-from sandbox.completion import complete, observed_expression
+from sandbox.completion import complete_all, to_observe
 from sandbox.execution import Verdict
 from sandbox.observe import observe
 from sandbox.tasks import Task
@@ -41,10 +41,9 @@ class SandboxWorker:
         """The candidates completed (:mod:`sandbox.completion`): the expression of each
         ``assert EXPR == VALUE`` (and ``is None/True/False``) observed at the task's slot on the
         unmutated library and its value filled in; other candidates as written."""
-        exprs = [observed_expression(c) for c in candidates]
-        asked = [f"({e})" for e in exprs if e is not None]
-        seen = iter(observe(task, asked, limits=self.limits) if asked else [])
-        return [complete(c, next(seen).to_dict()).text if e is not None else c for c, e in zip(candidates, exprs)]
+        asked = to_observe(candidates)
+        seen = [o.to_dict() for o in observe(task, asked, limits=self.limits)] if asked else []
+        return [c.text for c in complete_all(candidates, seen)]
 
     def pid(self) -> int:
         return os.getpid()

@@ -38,6 +38,7 @@ import ast
 import io
 import tokenize
 from dataclasses import dataclass
+from typing import Sequence
 
 __all__ = ["Completed", "complete", "fill", "observed_expression"]
 
@@ -238,3 +239,16 @@ def complete(candidate: str, observation: dict) -> Completed:
         expression=observed_expression(candidate),
         kind=kind if isinstance(kind, str) else None,
     )
+
+
+def to_observe(candidates: Sequence[str]) -> list[str]:
+    """The expressions to observe for ``candidates``: one per completable candidate, in order,
+    parenthesised (a multi-line expression is legal only inside brackets)."""
+    return [f"({e})" for e in map(observed_expression, candidates) if e is not None]
+
+
+def complete_all(candidates: Sequence[str], observations: Sequence[dict]) -> list[Completed]:
+    """Each candidate completed, ``observations`` holding one per :func:`to_observe` expression."""
+    seen = iter(observations)
+    return [complete(c, next(seen)) if observed_expression(c) is not None else Completed(c, False, None, None)
+            for c in candidates]

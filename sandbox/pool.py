@@ -18,7 +18,7 @@ import threading
 from typing import Callable, Sequence
 
 from .api import Limits, execute_on
-from .completion import Completed, complete, observed_expression
+from .completion import Completed, complete_all, to_observe
 from .execution import Verdict
 from .observable import Observation
 from .observe import bindings, observation_of, observe_on
@@ -108,15 +108,9 @@ class Pool:
                  on_done: Callable[[int], None] | None = None) -> list[list[Completed]]:
         """Each ``(task, candidates)`` pair's candidates completed (:mod:`sandbox.completion`):
         the expression of each completable one observed at the task's slot, its value filled in."""
-        exprs = [[observed_expression(c) for c in cands] for _, cands in items]
-        todo = [(task, [f"({e})" for e in row if e is not None]) for (task, _), row in zip(items, exprs)]
-        found = iter(self.observe([(t, e) for t, e in todo if e], on_done=on_done))
-        out = []
-        for (task, cands), row, (_, asked) in zip(items, exprs, todo):
-            seen = iter(next(found) if asked else [])
-            out.append([complete(c, next(seen).to_dict()) if e is not None else Completed(c, False, None, None)
-                        for c, e in zip(cands, row)])
-        return out
+        asked = [to_observe(cands) for _, cands in items]
+        found = iter(self.observe([(task, e) for (task, _), e in zip(items, asked) if e], on_done=on_done))
+        return [complete_all(cands, [o.to_dict() for o in next(found)] if e else []) for (_, cands), e in zip(items, asked)]
 
     def _run_unit(self, worker: int, task: Task, cands: list[str], mutants: bool, observe: bool) -> list[Verdict]:
         verdicts = self._attempt(worker, task, cands, mutants, fresh=False, observe=observe)
